@@ -1,0 +1,201 @@
+"""Artifacts on disk: tensors in safetensors plus a JSON manifest, written atomically.
+
+An artifact is a directory holding two files:
+
+- ``tensors.safetensors``: the tensors (never a pickle);
+- ``manifest.json``: the format version, a ``kind`` naming what the artifact is, the caller's
+  JSON config, each tensor's shape and dtype, and the SHA-256 of the tensor file.
+
+Each file is written to a temporary name in the same directory and renamed into place, the
+manifest last. A run interrupted at any point therefore leaves either the old artifact or one
+whose manifest does not match its tensor file, which ``load_artifact`` reports as corrupt instead
+of returning wrong weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "TENSORS_NAME",
+    "ArtifactError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "load_artifact",
+    "save_artifact",
+]
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+TENSORS_NAME = "tensors.safetensors"
+
+
+class ArtifactError(ValueError):
+    """An artifact directory is missing, corrupt, truncated or of the wrong kind or version."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_artifact(
+    directory: str | os.PathLike,
+    tensors: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    *,
+    kind: str = "artifact",
+) -> Path:
+    """Save ``tensors`` and the JSON-serialisable ``config`` into ``directory``; return its path.
+
+    Tensors are made contiguous and moved to the CPU; ``config`` must survive ``json.dumps``.
+    """
+    from safetensors.torch import save
+
+    if not isinstance(tensors, Mapping):
+        raise TypeError(
+            f"tensors must be a mapping of name to tensor, got {type(tensors).__name__}"
+        )
+    for name, tensor in tensors.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"tensors keys must be non-empty strings, got {name!r}")
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(
+                f"tensors[{name!r}] must be a torch.Tensor, got {type(tensor).__name__}"
+            )
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping, got {type(config).__name__}")
+    try:
+        config_json = json.loads(json.dumps(dict(config), allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"config must be JSON-serialisable (finite numbers, str keys): {err}"
+        ) from err
+
+    cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    payload = save(cpu) if cpu else save({})
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "config": config_json,
+        "tensors": {
+            name: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+            for name, t in cpu.items()
+        },
+        "sha256": _sha256(payload),
+    }
+    directory = Path(directory)
+    atomic_write_bytes(directory / TENSORS_NAME, payload)
+    atomic_write_text(directory / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True))
+    return directory
+
+
+def load_artifact(
+    directory: str | os.PathLike,
+    *,
+    kind: str | None = None,
+    expected_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load an artifact written by :func:`save_artifact`; return ``(tensors, config)``.
+
+    Raises :class:`ArtifactError` when a file is missing, the checksum or a tensor's shape or
+    dtype disagrees with the manifest, the format version is not this one, ``kind`` does not
+    match, or a tensor named in ``expected_shapes`` is absent or shaped differently.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    directory = Path(directory)
+    manifest_path, tensors_path = directory / MANIFEST_NAME, directory / TENSORS_NAME
+    for path in (manifest_path, tensors_path):
+        if not path.is_file():
+            raise ArtifactError(
+                f"artifact {str(directory)!r} has no {path.name}; expected a directory written by save_artifact"
+            )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(
+            f"{manifest_path} is not valid JSON (corrupt or truncated): {err}"
+        ) from err
+    if (
+        not isinstance(manifest, dict)
+        or not {"format_version", "kind", "config", "tensors", "sha256"} <= manifest.keys()
+    ):
+        raise ArtifactError(
+            f"{manifest_path} lacks the manifest fields format_version, kind, config, tensors, sha256"
+        )
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise ArtifactError(
+            f"artifact {str(directory)!r} has format_version {manifest['format_version']!r}; this kernelkit reads {FORMAT_VERSION}"
+        )
+    if kind is not None and manifest["kind"] != kind:
+        raise ArtifactError(
+            f"artifact {str(directory)!r} is a {manifest['kind']!r}, expected a {kind!r}"
+        )
+
+    payload = tensors_path.read_bytes()
+    if _sha256(payload) != manifest["sha256"]:
+        raise ArtifactError(
+            f"{tensors_path} does not match its manifest checksum (corrupt, truncated or replaced)"
+        )
+    try:
+        tensors = load(payload)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise ArtifactError(f"{tensors_path} is not a readable safetensors file: {err}") from err
+
+    declared = manifest["tensors"]
+    if set(declared) != set(tensors):
+        raise ArtifactError(
+            f"artifact {str(directory)!r}: manifest lists tensors {sorted(declared)}, file holds {sorted(tensors)}"
+        )
+    for name, tensor in tensors.items():
+        spec = declared[name]
+        if (
+            list(tensor.shape) != spec["shape"]
+            or str(tensor.dtype).removeprefix("torch.") != spec["dtype"]
+        ):
+            raise ArtifactError(
+                f"tensor {name!r} is {tuple(tensor.shape)} {tensor.dtype}; manifest says {tuple(spec['shape'])} {spec['dtype']}"
+            )
+    for name, shape in (expected_shapes or {}).items():
+        if name not in tensors:
+            raise ArtifactError(
+                f"artifact {str(directory)!r} has no tensor {name!r}; it holds {sorted(tensors)}"
+            )
+        if tuple(tensors[name].shape) != tuple(shape):
+            raise ArtifactError(
+                f"tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {tuple(shape)}"
+            )
+    return {name: t.to(device) for name, t in tensors.items()}, manifest["config"]
