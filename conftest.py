@@ -2,16 +2,20 @@
 
 Triton decides at kernel-definition time whether to interpret, so the switch has to be set
 before any kernel module is imported: without CUDA we run Triton kernels in its CPU interpreter.
+
+The tests run many small tensor ops; on a small shared CPU torch's intra-op threads then cost far
+more than they give (10-25x slower steps measured with two threads on a loaded two-core machine),
+so tests use one thread unless KERNELKIT_TEST_THREADS says otherwise.
 """
 
 import os
 
 import torch
+from hypothesis import HealthCheck, settings
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from hypothesis import HealthCheck, settings
+torch.set_num_threads(int(os.environ.get("KERNELKIT_TEST_THREADS", "1")))
 
 settings.register_profile(
     "ci",
