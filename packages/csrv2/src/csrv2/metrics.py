@@ -1,0 +1,187 @@
+"""Quality measures for sparse codes: latent usage, reconstruction, retrieval, classification.
+
+Usage metrics are evaluation metrics over a whole set of codes, separate from the training-time
+AuxK dead mask: a latent is *dead* here when it is non-zero in no code of the set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from kernelkit.topk import SparseCodes, topk_codes
+from kernelkit.validation import check_finite, check_floating, check_ndim, check_same_shape
+
+__all__ = [
+    "dead_latent_fraction",
+    "effective_latents",
+    "knn_accuracy",
+    "latent_usage",
+    "logistic_accuracy",
+    "mrr_at_k",
+    "ndcg_at_k",
+    "nmse",
+    "rank_dense",
+    "usage_entropy",
+    "usage_gini",
+]
+
+
+def latent_usage(codes: SparseCodes) -> torch.Tensor:
+    """``[dim]`` number of codes in which each latent has a non-zero stored entry."""
+    if not isinstance(codes, SparseCodes):
+        raise TypeError(f"codes must be kernelkit SparseCodes, got {type(codes).__name__}")
+    indices = codes.indices.reshape(-1, codes.k).cpu()
+    active = codes.values.reshape(-1, codes.k).cpu() != 0
+    rows = torch.arange(indices.shape[0]).unsqueeze(1).expand_as(indices)
+    # A latent stored twice in one code (allowed by SparseCodes) still counts once for that code.
+    pairs = torch.unique(rows[active] * codes.dim + indices[active])
+    return torch.bincount(pairs % codes.dim, minlength=codes.dim)
+
+
+def dead_latent_fraction(codes: SparseCodes) -> float:
+    """Fraction of latents that are zero in every code."""
+    return float((latent_usage(codes) == 0).float().mean())
+
+
+def _usage_distribution(codes: SparseCodes) -> torch.Tensor:
+    usage = latent_usage(codes).double()
+    total = usage.sum()
+    if total == 0:
+        raise ValueError("codes have no non-zero entry, so latent usage has no distribution")
+    return usage / total
+
+
+def usage_entropy(codes: SparseCodes) -> float:
+    """Entropy (nats) of the share of activations each latent receives."""
+    p = _usage_distribution(codes)
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
+
+
+def effective_latents(codes: SparseCodes) -> float:
+    """``exp(usage_entropy)``: how many equally used latents would give the same entropy."""
+    return math.exp(usage_entropy(codes))
+
+
+def usage_gini(codes: SparseCodes) -> float:
+    """Gini coefficient of latent usage: 0 = every latent used equally, near 1 = one latent."""
+    usage = torch.sort(latent_usage(codes).double()).values
+    n = usage.numel()
+    total = usage.sum()
+    if total == 0:
+        raise ValueError("codes have no non-zero entry, so latent usage has no Gini coefficient")
+    ranks = torch.arange(1, n + 1, dtype=torch.float64)
+    return float((2 * (ranks * usage).sum() / (n * total)) - (n + 1) / n)
+
+
+def nmse(x: torch.Tensor, reconstruction: torch.Tensor) -> float:
+    """Normalised MSE: ``sum ||x - x_hat||^2 / sum ||x - mean(x)||^2`` (1.0 = predicting the mean)."""
+    check_floating("x", x)
+    check_floating("reconstruction", reconstruction)
+    check_same_shape("x", x, "reconstruction", reconstruction)
+    check_ndim("x", x, 2)
+    spread = (x - x.mean(dim=0, keepdim=True)).pow(2).sum()
+    if spread == 0:
+        raise ValueError("x has no spread around its mean, so NMSE is undefined")
+    return float((x - reconstruction).pow(2).sum() / spread)
+
+
+def rank_dense(queries: torch.Tensor, documents: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Ids ``[Q, top_k]`` of the documents with the largest inner products (ties: lower id)."""
+    check_floating("queries", queries)
+    check_floating("documents", documents)
+    check_finite("queries", queries)
+    check_finite("documents", documents)
+    return topk_codes(queries @ documents.T, top_k).indices
+
+
+def _check_relevance(ranked: torch.Tensor, relevant: Sequence[set[int]]) -> None:
+    if ranked.ndim != 2:
+        raise ValueError(f"ranked must be [Q, K] document ids, got shape {tuple(ranked.shape)}")
+    if len(relevant) != ranked.shape[0]:
+        raise ValueError(
+            f"relevant must have one set per query ({ranked.shape[0]}), got {len(relevant)}"
+        )
+
+
+def ndcg_at_k(ranked: torch.Tensor, relevant: Sequence[set[int]], k: int = 10) -> float:
+    """Mean nDCG@k with binary relevance; queries without relevant documents are skipped."""
+    _check_relevance(ranked, relevant)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    values = []
+    for row, rel in zip(ranked[:, :k].tolist(), relevant, strict=True):
+        if not rel:
+            continue
+        gains = np.array([1.0 if doc in rel else 0.0 for doc in row])
+        ideal = discounts[: min(len(rel), k)].sum()
+        values.append(float((gains * discounts[: len(gains)]).sum() / ideal))
+    if not values:
+        raise ValueError("no query has a relevant document; nDCG is undefined")
+    return float(np.mean(values))
+
+
+def mrr_at_k(ranked: torch.Tensor, relevant: Sequence[set[int]], k: int = 10) -> float:
+    """Mean reciprocal rank of the first relevant document within the top k (0 if none)."""
+    _check_relevance(ranked, relevant)
+    values = []
+    for row, rel in zip(ranked[:, :k].tolist(), relevant, strict=True):
+        if not rel:
+            continue
+        values.append(next((1.0 / (i + 1) for i, doc in enumerate(row) if doc in rel), 0.0))
+    if not values:
+        raise ValueError("no query has a relevant document; MRR is undefined")
+    return float(np.mean(values))
+
+
+def _features(representation: SparseCodes | torch.Tensor) -> torch.Tensor:
+    if isinstance(representation, SparseCodes):
+        return representation.to_dense().float().cpu()
+    check_floating("representation", representation)
+    return representation.float().cpu()
+
+
+def knn_accuracy(
+    train: SparseCodes | torch.Tensor,
+    train_labels: torch.Tensor,
+    test: SparseCodes | torch.Tensor,
+    test_labels: torch.Tensor,
+    neighbours: int = 10,
+) -> float:
+    """Accuracy of a cosine kNN majority vote (ties: the smallest label; neighbour ties: lower id)."""
+    train_x = torch.nn.functional.normalize(_features(train), dim=-1)
+    test_x = torch.nn.functional.normalize(_features(test), dim=-1)
+    neighbours = min(neighbours, train_x.shape[0])
+    ids = topk_codes(test_x @ train_x.T, neighbours).indices
+    votes = train_labels.cpu()[ids]
+    n_classes = int(torch.cat([train_labels, test_labels]).max()) + 1
+    counts = torch.zeros(len(votes), n_classes).scatter_add_(
+        1, votes, torch.ones_like(votes).float()
+    )
+    predicted = topk_codes(counts, 1).indices[:, 0]
+    return float((predicted == test_labels.cpu()).float().mean())
+
+
+def logistic_accuracy(
+    train: SparseCodes | torch.Tensor,
+    train_labels: torch.Tensor,
+    test: SparseCodes | torch.Tensor,
+    test_labels: torch.Tensor,
+    max_iter: int = 200,
+) -> float:
+    """Test accuracy of an L2-regularised logistic regression fitted on the training codes.
+
+    Latents that are zero in every training code carry no information and are dropped first, which
+    makes the fit on k-sparse codes as cheap as on a few hundred dense features.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    train_x, test_x = _features(train), _features(test)
+    used = (train_x != 0).any(dim=0)
+    train_x, test_x = train_x[:, used].numpy(), test_x[:, used].numpy()
+    classifier = LogisticRegression(max_iter=max_iter)
+    classifier.fit(train_x, train_labels.cpu().numpy())
+    return float((classifier.predict(test_x) == test_labels.cpu().numpy()).mean())

@@ -1,0 +1,56 @@
+import os
+
+import pytest
+import torch
+from csrv2 import SparseAutoencoder, recipe
+from csrv2.backbone import FinetuneConfig, finetune, to_sparse_encoder
+from csrv2.data import load_backbone
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TEXTS = [
+    "How do I reset my password?",
+    "I forgot my password.",
+    "My printer is not printing.",
+    "The printer shows an error.",
+    "What is a computer?",
+    "Who invented computers?",
+]
+LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_backbone()
+
+
+def test_sparse_encoder_pipeline_matches_the_head(minilm):
+    torch.manual_seed(0)
+    head = SparseAutoencoder(384, 1536, 4)
+    with torch.no_grad():
+        head.latent_bias.normal_(0, 0.1)
+    encoder = to_sparse_encoder(head, minilm)
+    sparse = encoder.encode(TEXTS, convert_to_tensor=True, convert_to_sparse_tensor=False)
+    with torch.no_grad():
+        expected = head.encode(minilm.encode(TEXTS, convert_to_tensor=True)).to_dense()
+    torch.testing.assert_close(sparse.float(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dimension_mismatch_with_the_backbone_is_an_error(minilm):
+    with pytest.raises(ValueError, match="dimension 384, but the head expects d_in=128"):
+        to_sparse_encoder(SparseAutoencoder(128, 512, 2), minilm)
+    with pytest.raises(ValueError, match="must be tied"):
+        to_sparse_encoder(SparseAutoencoder(384, 512, 2, tied=False), minilm)
+
+
+def test_lora_finetune_runs_and_changes_the_backbone(minilm):
+    before = minilm.encode(TEXTS, convert_to_tensor=True)
+    config = recipe("csrv2", k=2, hidden=768, epochs=2, batch_size=6, k_init=8)
+    model, head, history = finetune(
+        TEXTS, LABELS, config, FinetuneConfig(mode="lora", backbone_lr=1e-3), show_progress=False
+    )
+    assert [h["k"] for h in history][-1] == 2
+    after = model.encode(TEXTS, convert_to_tensor=True)
+    assert not torch.allclose(before, after)
+    codes = head.encode(after)
+    assert codes.indices.shape == (6, 2)
