@@ -1,0 +1,150 @@
+"""The five terms of the SEMoLA objective, each a plain function.
+
+    L = L_task + w_eq * L_eq + w_aug * L_aug + w_orth * L_orth + w_sp * L_sp
+
+The paper names the five terms (task, equivariance, an augmentation-property term, basis
+orthogonality, basis sparsity) but, in what we could read, not every exact form or weight. The
+forms below are ours where marked; :class:`SEMoLALossConfig` holds the weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+
+from kernelkit.validation import check_int_in_range, check_tensor
+from semola.actions import GroupAction
+
+__all__ = [
+    "SEMoLALossConfig",
+    "augmentation_loss",
+    "equivariance_loss",
+    "orthogonality_loss",
+    "sparsity_loss",
+]
+
+
+@dataclass
+class SEMoLALossConfig:
+    """Weights and settings of the five-term loss (defaults are ours; the paper gives none we could read)."""
+
+    num_views: int = field(default=4, metadata={"help": "K, augmented views per sample"})
+    equivariance_weight: float = field(
+        default=1.0, metadata={"help": "w_eq on mean_k ||f(g_k x) - rho(g_k) f(x)||^2"}
+    )
+    augmentation_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "w_aug on the anti-collapse hinge mean relu(margin - ||gx - x|| / ||x||)"
+        },
+    )
+    augmentation_margin: float = field(
+        default=0.1,
+        metadata={
+            "help": "smallest mean relative displacement ||gx - x|| / ||x|| before the hinge acts"
+        },
+    )
+    orthogonality_weight: float = field(
+        default=0.1, metadata={"help": "w_orth on sum over pairs of |cos| between generators"}
+    )
+    sparsity_weight: float = field(
+        default=0.01, metadata={"help": "w_sp on the scale-free l1/l2 sparsity of each generator"}
+    )
+    task_on_views: bool = field(
+        default=False,
+        metadata={
+            "help": "also apply the task loss to the views (targets moved by the output action)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        check_int_in_range("num_views", self.num_views, 1)
+        for name in (
+            "equivariance_weight",
+            "augmentation_weight",
+            "augmentation_margin",
+            "orthogonality_weight",
+            "sparsity_weight",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
+def equivariance_loss(
+    outputs: torch.Tensor,
+    view_outputs: torch.Tensor,
+    group_elements: torch.Tensor,
+    output_action: GroupAction | None = None,
+) -> torch.Tensor:
+    """``mean_{k,b} ||f(g_kb x_b) - rho(g_kb) f(x_b)||^2`` (squared norm over output entries).
+
+    ``outputs``: ``f(x)``, ``(B, ...)``; ``view_outputs``: ``f(g x)``, ``(K, B, ...)``;
+    ``group_elements``: ``(K, B, d, d)``. ``output_action=None`` means an invariant output
+    (``rho(g) = I``); otherwise ``rho(g) f(x)`` is ``output_action(g, f(x))``.
+    """
+    check_tensor("outputs", outputs)
+    check_tensor("view_outputs", view_outputs)
+    if view_outputs.shape[1:] != outputs.shape:
+        raise ValueError(
+            f"view_outputs must have shape (K, *outputs.shape) = (K, {', '.join(map(str, outputs.shape))}),"
+            f" got {tuple(view_outputs.shape)}"
+        )
+    num_views = view_outputs.shape[0]
+    expected = outputs.unsqueeze(0).expand_as(view_outputs)
+    if output_action is not None:
+        flat_g = group_elements.reshape(-1, *group_elements.shape[2:])
+        flat_out = expected.reshape(-1, *outputs.shape[1:])
+        expected = output_action(flat_g, flat_out).reshape(view_outputs.shape)
+    diff = (view_outputs - expected).reshape(num_views * outputs.shape[0], -1)
+    return (diff**2).sum(-1).mean()
+
+
+def augmentation_loss(
+    inputs: torch.Tensor, views: torch.Tensor, margin: float = 0.1
+) -> torch.Tensor:
+    """Anti-collapse hinge ``relu(margin - mean_{k,b} ||g x - x|| / ||x||)`` (our form).
+
+    Zero as soon as the augmentations move the data by ``margin`` on average, so it does not
+    fight the equivariance term once the augmentations are non-trivial; positive, with a gradient
+    that enlarges the generators, when they shrink toward the identity.
+    """
+    check_tensor("inputs", inputs)
+    check_tensor("views", views)
+    if views.shape[1:] != inputs.shape:
+        raise ValueError(
+            f"views must have shape (K, *inputs.shape), got {tuple(views.shape)} for inputs {tuple(inputs.shape)}"
+        )
+    flat_views = views.reshape(views.shape[0], inputs.shape[0], -1)
+    flat_inputs = inputs.reshape(1, inputs.shape[0], -1)
+    displacement = (flat_views - flat_inputs).norm(dim=-1) / flat_inputs.norm(dim=-1).clamp_min(
+        1e-12
+    )
+    return torch.relu(margin - displacement.mean())
+
+
+def orthogonality_loss(basis: torch.Tensor) -> torch.Tensor:
+    """``sum_{a<b} |<L_a, L_b>_F| / (||L_a||_F ||L_b||_F)``: zero for an orthogonal basis."""
+    check_tensor("basis", basis)
+    flat = basis.reshape(basis.shape[0], -1)
+    unit = flat / flat.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    pairs = list(itertools.combinations(range(basis.shape[0]), 2))
+    if not pairs:
+        return basis.new_zeros(())
+    first, second = zip(*pairs, strict=True)
+    return (unit[list(first)] * unit[list(second)]).sum(-1).abs().sum()
+
+
+def sparsity_loss(basis: torch.Tensor) -> torch.Tensor:
+    """Mean over generators of ``(||L||_1 / ||L||_F - 1) / (d - 1)`` (our scale-free form).
+
+    0 for a single non-zero entry, 1 for all ``d^2`` entries equal in size; dividing by the
+    Frobenius norm keeps the term from rewarding small generators (which would feed collapse).
+    """
+    check_tensor("basis", basis)
+    flat = basis.reshape(basis.shape[0], -1)
+    ratio = flat.abs().sum(-1) / flat.norm(dim=-1).clamp_min(1e-12)
+    dim = basis.shape[-1]
+    return ((ratio - 1) / max(dim - 1, 1)).mean()

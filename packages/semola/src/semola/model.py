@@ -1,0 +1,221 @@
+"""SEMoLA around any ``nn.Module``, and the baselines trained in the same harness.
+
+Every trainer here has ``compute_loss(x, y, task_loss) -> LossTerms`` and ``forward(x)`` (the
+prediction used at test time), so :func:`semola.training.fit` treats them alike:
+
+- :class:`SEMoLA`: base model plus a learnable :class:`LieAugmenter`, the five-term loss;
+- :class:`PlainModel`: the base model alone, task loss only (no augmentation);
+- :class:`AugmentedTraining`: ordinary data augmentation from a given augmenter: with a fixed
+  ground-truth basis it is the ground-truth-augmentation baseline; with a fixed basis of affine
+  generators and learned ranges plus a reward on the ranges it is Augerino.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from kernelkit.validation import check_int_in_range, check_tensor
+from semola.actions import GroupAction
+from semola.augmenter import LieAugmenter
+from semola.loss import (
+    SEMoLALossConfig,
+    augmentation_loss,
+    equivariance_loss,
+    orthogonality_loss,
+    sparsity_loss,
+)
+
+__all__ = ["AugmentedTraining", "LossTerms", "PlainModel", "SEMoLA"]
+
+TaskLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class LossTerms:
+    """The total loss and its parts (unweighted), for logging."""
+
+    total: torch.Tensor
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
+    check_tensor("x", x)
+    check_tensor("y", y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x and y must have the same batch size, got {x.shape[0]} and {y.shape[0]}"
+        )
+
+
+def _moved_targets(
+    y: torch.Tensor, elements: torch.Tensor, output_action: GroupAction | None
+) -> torch.Tensor:
+    """``rho(g) y`` for every view, flattened to ``(K * B, ...)``."""
+    num_views = elements.shape[0]
+    repeated = y.unsqueeze(0).expand(num_views, *y.shape).reshape(-1, *y.shape[1:])
+    if output_action is None:
+        return repeated
+    return output_action(elements.reshape(-1, *elements.shape[2:]), repeated)
+
+
+def _run_on_views(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    outputs = model(views.reshape(-1, *views.shape[2:]))
+    return outputs.reshape(views.shape[0], views.shape[1], *outputs.shape[1:])
+
+
+class SEMoLA(nn.Module):
+    """Soft equivariance to a symmetry discovered by a learnable Lie-algebra augmenter.
+
+    Args:
+        base_model: any module mapping a batch ``x`` to predictions ``(B, ...)``.
+        augmenter: the :class:`LieAugmenter` (its action says how ``g`` moves the inputs).
+        output_action: how ``g`` moves the outputs (``rho(g)``); ``None`` for invariant outputs.
+        config: loss weights and ``K``.
+        inference: ``"base"`` predicts with the base model alone (no extra cost); ``"average"``
+            averages ``rho(g)^{-1} f(g x)`` over ``inference_views`` views and the original.
+        inference_views: views averaged when ``inference="average"``.
+    """
+
+    def __init__(
+        self,
+        base_model: nn.Module,
+        augmenter: LieAugmenter,
+        *,
+        output_action: GroupAction | None = None,
+        config: SEMoLALossConfig | None = None,
+        inference: Literal["base", "average"] = "base",
+        inference_views: int = 8,
+    ) -> None:
+        super().__init__()
+        if not isinstance(base_model, nn.Module):
+            raise TypeError(
+                f"base_model must be a torch.nn.Module, got {type(base_model).__name__}"
+            )
+        if not isinstance(augmenter, LieAugmenter):
+            raise TypeError(f"augmenter must be a LieAugmenter, got {type(augmenter).__name__}")
+        if output_action is not None and output_action.dim != augmenter.dim:
+            raise ValueError(
+                f"output_action acts with {output_action.dim}x{output_action.dim} matrices,"
+                f" the augmenter's group with {augmenter.dim}x{augmenter.dim}; they must match"
+            )
+        if inference not in ("base", "average"):
+            raise ValueError(f"inference must be 'base' or 'average', got {inference!r}")
+        check_int_in_range("inference_views", inference_views, 1)
+        self.base_model, self.augmenter, self.output_action = base_model, augmenter, output_action
+        self.config = config if config is not None else SEMoLALossConfig()
+        self.inference, self.inference_views = inference, inference_views
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inference == "base":
+            return self.base_model(x)
+        augmented = self.augmenter(x, self.inference_views)
+        outputs = _run_on_views(self.base_model, augmented.views)
+        if self.output_action is not None:
+            inverse = torch.linalg.inv(augmented.group_elements).reshape(
+                -1, self.augmenter.dim, self.augmenter.dim
+            )
+            outputs = self.output_action(inverse, outputs.reshape(-1, *outputs.shape[2:])).reshape(
+                outputs.shape
+            )
+        return torch.cat([self.base_model(x).unsqueeze(0), outputs]).mean(0)
+
+    def compute_loss(self, x: torch.Tensor, y: torch.Tensor, task_loss: TaskLoss) -> LossTerms:
+        """The five-term loss on one batch (see the module :mod:`semola.loss`)."""
+        _check_batch(x, y)
+        cfg = self.config
+        augmented = self.augmenter(x, cfg.num_views)
+        outputs = self.base_model(x)
+        view_outputs = _run_on_views(self.base_model, augmented.views)
+        task = task_loss(outputs, y)
+        if cfg.task_on_views:
+            moved = _moved_targets(y, augmented.group_elements, self.output_action)
+            task = (task + task_loss(view_outputs.reshape(-1, *outputs.shape[1:]), moved)) / 2
+        basis = self.augmenter.basis()
+        equivariance = equivariance_loss(
+            outputs, view_outputs, augmented.group_elements, self.output_action
+        )
+        anti_collapse = augmentation_loss(x, augmented.views, cfg.augmentation_margin)
+        orthogonality = orthogonality_loss(basis)
+        sparsity = sparsity_loss(basis)
+        total = (
+            task
+            + cfg.equivariance_weight * equivariance
+            + cfg.augmentation_weight * anti_collapse
+            + cfg.orthogonality_weight * orthogonality
+            + cfg.sparsity_weight * sparsity
+        )
+        parts = {
+            "task": task.item(),
+            "equivariance": equivariance.item(),
+            "augmentation": anti_collapse.item(),
+            "orthogonality": orthogonality.item(),
+            "sparsity": sparsity.item(),
+        }
+        return LossTerms(total, parts)
+
+
+class PlainModel(nn.Module):
+    """The base model trained on the task loss alone (the no-augmentation baseline)."""
+
+    def __init__(self, base_model: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(base_model, nn.Module):
+            raise TypeError(
+                f"base_model must be a torch.nn.Module, got {type(base_model).__name__}"
+            )
+        self.base_model = base_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base_model(x)
+
+    def compute_loss(self, x: torch.Tensor, y: torch.Tensor, task_loss: TaskLoss) -> LossTerms:
+        _check_batch(x, y)
+        task = task_loss(self.base_model(x), y)
+        return LossTerms(task, {"task": task.item()})
+
+
+class AugmentedTraining(nn.Module):
+    """Task loss on augmented views ``(g x, rho(g) y)``; optionally reward wider learned ranges.
+
+    ``range_reward`` is Augerino's regulariser: the loss is ``task - range_reward * ||s||`` over
+    the augmenter's coefficient scales ``s`` (only meaningful with ``learn_scale=True``).
+    """
+
+    def __init__(
+        self,
+        base_model: nn.Module,
+        augmenter: LieAugmenter,
+        *,
+        output_action: GroupAction | None = None,
+        num_views: int = 1,
+        range_reward: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(base_model, nn.Module):
+            raise TypeError(
+                f"base_model must be a torch.nn.Module, got {type(base_model).__name__}"
+            )
+        if not isinstance(augmenter, LieAugmenter):
+            raise TypeError(f"augmenter must be a LieAugmenter, got {type(augmenter).__name__}")
+        check_int_in_range("num_views", num_views, 1)
+        if not range_reward >= 0:
+            raise ValueError(f"range_reward must be >= 0, got {range_reward!r}")
+        self.base_model, self.augmenter, self.output_action = base_model, augmenter, output_action
+        self.num_views, self.range_reward = num_views, float(range_reward)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base_model(x)
+
+    def compute_loss(self, x: torch.Tensor, y: torch.Tensor, task_loss: TaskLoss) -> LossTerms:
+        _check_batch(x, y)
+        augmented = self.augmenter(x, self.num_views)
+        outputs = self.base_model(augmented.views.reshape(-1, *x.shape[1:]))
+        task = task_loss(outputs, _moved_targets(y, augmented.group_elements, self.output_action))
+        width = self.augmenter.scales().norm()
+        total = task - self.range_reward * width
+        return LossTerms(total, {"task": task.item(), "range": width.item()})
