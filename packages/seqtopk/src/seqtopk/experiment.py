@@ -1,0 +1,267 @@
+"""A small MoE language model, a synthetic easy/hard token task, training and evaluation.
+
+The model is transformers' OLMoE architecture built from a config (so the same ``patch`` code
+routes it), small enough to train from scratch on a CPU. The task mixes tokens of different
+difficulty in one sequence, which is where a per-sequence budget can move experts:
+
+- ``FILL`` runs: the next token after a filler is another filler (trivial);
+- ``EASY a`` pairs: the answer after ``EASY a`` is ``perm[a]`` (a fixed permutation);
+- ``HARD a b`` triples: the answer after ``HARD a b`` is ``table[a, b]`` (a random table to
+  memorise).
+
+Accuracy is measured on the answer positions of each kind, and the experts each position gets
+are counted per kind, layer by layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from kernelkit.io import load_artifact, save_artifact
+from kernelkit.utils import progress, seed_everything
+from seqtopk.patching import patch
+
+__all__ = [
+    "MixtureTask",
+    "SmallMoEConfig",
+    "TrainConfig",
+    "build_small_moe",
+    "evaluate",
+    "train",
+]
+
+KINDS = ("filler", "easy", "hard")
+
+
+@dataclass
+class SmallMoEConfig:
+    """The small OLMoE-architecture language model (defaults sized for a CPU)."""
+
+    hidden_size: int = field(default=48, metadata={"help": "model width"})
+    num_layers: int = field(default=2, metadata={"help": "decoder layers, each with an MoE block"})
+    num_heads: int = field(default=4, metadata={"help": "attention heads"})
+    num_experts: int = field(default=8, metadata={"help": "experts per MoE layer (E)"})
+    expert_hidden: int = field(default=16, metadata={"help": "hidden width of each expert"})
+    aux_loss_coef: float = field(
+        default=0.01, metadata={"help": "weight of the load-balancing loss (real routing)"}
+    )
+
+
+@dataclass
+class TrainConfig:
+    """Training a small MoE LM on the mixture task, TopK or SeqTopK at the same budget."""
+
+    routing: Literal["topk", "seqtopk"] = field(
+        default="seqtopk", metadata={"help": "per-token TopK or offline SeqTopK during training"}
+    )
+    k: int = field(default=2, metadata={"help": "experts per token on average (K)"})
+    min_per_token: int = field(default=1, metadata={"help": "SeqTopK lower bound L (paper: 1)"})
+    max_per_token: int = field(
+        default=0, metadata={"help": "SeqTopK upper bound U; 0 means K + 2 (the paper's cap)"}
+    )
+    steps: int = field(default=300, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=32, metadata={"help": "sequences per step"})
+    seq_len: int = field(default=32, metadata={"help": "tokens per sequence"})
+    lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate"})
+    seed: int = field(default=0, metadata={"help": "seed for the model, task and batches"})
+    table_size: int = field(default=8, metadata={"help": "symbols a, b of the lookup task"})
+    checkpoint_every: int = field(
+        default=100, metadata={"help": "steps between checkpoints (0: never)"}
+    )
+
+    def bounds(self) -> tuple[int, int]:
+        """(L, U) for SeqTopK; TopK is L = U = K."""
+        if self.routing == "topk":
+            return self.k, self.k
+        return self.min_per_token, self.max_per_token or self.k + 2
+
+
+class MixtureTask:
+    """Sequences of filler runs, easy lookups and hard lookups, with per-position kinds."""
+
+    def __init__(self, table_size: int = 8, seed: int = 0):
+        if table_size < 2:
+            raise ValueError(f"table_size must be >= 2, got {table_size}")
+        gen = torch.Generator().manual_seed(seed)
+        self.table_size = table_size
+        self.fill, self.easy, self.hard = table_size, table_size + 1, table_size + 2
+        self.vocab_size = table_size + 3
+        self.perm = torch.randperm(table_size, generator=gen)
+        self.table = torch.randint(0, table_size, (table_size, table_size), generator=gen)
+
+    def sample(self, batch: int, length: int, gen: torch.Generator):
+        """``(tokens [B, T], kinds [B, T])``; kinds[t] describes the answer predicted at t."""
+        tokens = torch.empty(batch, length, dtype=torch.long)
+        kinds = torch.full((batch, length), -1, dtype=torch.long)
+        for b in range(batch):
+            t = 0
+            while t < length:
+                choice = int(torch.randint(0, 3, (1,), generator=gen))
+                a, c = (int(x) for x in torch.randint(0, self.table_size, (2,), generator=gen))
+                if choice == 0:
+                    run = int(torch.randint(2, 6, (1,), generator=gen))
+                    segment, answer_kind = [self.fill] * run, [0] * run
+                elif choice == 1:
+                    segment = [self.easy, a, int(self.perm[a])]
+                    answer_kind = [-1, 1, -1]
+                else:
+                    segment = [self.hard, a, c, int(self.table[a, c])]
+                    answer_kind = [-1, -1, 2, -1]
+                take = min(len(segment), length - t)
+                tokens[b, t : t + take] = torch.tensor(segment[:take])
+                kinds[b, t : t + take] = torch.tensor(answer_kind[:take])
+                t += take
+        # The last position has no next token to predict.
+        kinds[:, -1] = -1
+        return tokens, kinds
+
+
+def build_small_moe(config: SmallMoEConfig, vocab_size: int, k: int, seed: int = 0):
+    """An OLMoE-architecture causal LM with ``k`` experts per token (unpatched TopK)."""
+    from transformers import OlmoeConfig, OlmoeForCausalLM
+
+    hf_config = OlmoeConfig(
+        vocab_size=vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.expert_hidden,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        num_experts=config.num_experts,
+        num_experts_per_tok=k,
+        max_position_embeddings=512,
+        router_aux_loss_coef=config.aux_loss_coef,
+        pad_token_id=None,
+        bos_token_id=None,
+        eos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = OlmoeForCausalLM(hf_config)
+    model.config._experts_implementation = "grouped_mm"
+    return model
+
+
+def _route(model, routing: str, k: int, low: int, high: int, mode: str):
+    from seqtopk.patching import is_patched, unpatch
+
+    if is_patched(model):
+        unpatch(model)
+    if routing == "seqtopk":
+        patch(model, k=k, mode=mode, min_per_token=low, max_per_token=high)
+    return model
+
+
+def train(
+    config: TrainConfig,
+    model_config: SmallMoEConfig | None = None,
+    out_dir: str | Path | None = None,
+):
+    """Train from scratch (resuming from ``out_dir``'s checkpoint when one exists).
+
+    Returns ``(model, task, losses)``; the model is left routed as trained (offline SeqTopK or
+    TopK). Checkpoints are safetensors written atomically.
+    """
+    model_config = model_config or SmallMoEConfig()
+    low, high = config.bounds()
+    task = MixtureTask(config.table_size, seed=config.seed)
+    model = build_small_moe(model_config, task.vocab_size, config.k, seed=config.seed)
+    _route(model, config.routing, config.k, low, high, "offline")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    start, losses = 0, []
+    checkpoint = Path(out_dir) / "checkpoint" if out_dir is not None else None
+    if checkpoint is not None and (checkpoint / "manifest.json").exists():
+        tensors, saved = load_artifact(checkpoint, kind="seqtopk-train")
+        if saved["train"] != asdict(config) or saved["model"] != asdict(model_config):
+            raise ValueError(f"the checkpoint in {checkpoint} was written by a different config")
+        model.load_state_dict({n[6:]: t for n, t in tensors.items() if n.startswith("model.")})
+        start, losses = saved["step"], saved["losses"]
+    gen = seed_everything(config.seed + 1)
+    for _ in range(start):
+        task.sample(config.batch_size, config.seq_len, gen)
+    model.train()
+    # Cosine decay over the whole run, offset by the steps a resumed run has already done.
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: 0.5 * (1 + math.cos(math.pi * min(s + start, config.steps) / config.steps)),
+    )
+    for step in progress(range(start, config.steps), desc=f"train {config.routing}"):
+        tokens, _ = task.sample(config.batch_size, config.seq_len, gen)
+        out = model(tokens, labels=tokens, output_router_logits=True)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(float(out.loss.detach()))
+        done = step + 1
+        if (
+            checkpoint is not None
+            and config.checkpoint_every
+            and (done % config.checkpoint_every == 0 or done == config.steps)
+        ):
+            # Optimiser moments are not saved: a resumed run restarts AdamW's statistics.
+            state = {f"model.{n}": t for n, t in model.state_dict().items()}
+            meta = {"train": asdict(config), "model": asdict(model_config), "step": done}
+            save_artifact(checkpoint, state, {**meta, "losses": losses}, kind="seqtopk-train")
+    model.eval()
+    return model, task, losses
+
+
+@torch.no_grad()
+def evaluate(
+    model,
+    task: MixtureTask,
+    *,
+    routing: Literal["topk", "seqtopk"],
+    mode: Literal["offline", "online"] = "online",
+    k: int = 2,
+    min_per_token: int = 1,
+    max_per_token: int | None = None,
+    batches: int = 4,
+    batch_size: int = 64,
+    seq_len: int = 32,
+    seed: int = 1234,
+) -> dict[str, float]:
+    """Loss, accuracy per answer kind and mean experts per position kind (last MoE layer).
+
+    ``mode="online"`` routes causally (the number to report for a causal LM); ``"offline"``
+    lets each token's allocation depend on later tokens of the sequence.
+    """
+    low = k if routing == "topk" else min_per_token
+    high = k if routing == "topk" else (max_per_token or k + 2)
+    _route(model, routing, k, low, high, mode)
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    correct = dict.fromkeys(KINDS, 0.0)
+    total = dict.fromkeys(KINDS, 0.0)
+    experts = dict.fromkeys(KINDS, 0.0)
+    loss_sum, loss_count = 0.0, 0
+    for _ in range(batches):
+        tokens, kinds = task.sample(batch_size, seq_len, gen)
+        out = model(tokens, labels=tokens)
+        loss_sum += float(out.loss) * tokens.numel()
+        loss_count += tokens.numel()
+        predicted = out.logits[:, :-1].argmax(-1)
+        hit = predicted == tokens[:, 1:]
+        if routing == "seqtopk":
+            counts = model._seqtopk_routing.records[-1][1].sum(-1).float()
+        else:
+            counts = torch.full(tokens.shape, float(k))
+        for index, name in enumerate(KINDS):
+            where = kinds[:, :-1] == index
+            correct[name] += float(hit[where].sum())
+            total[name] += float(where.sum())
+            experts[name] += float(counts[:, :-1][where].sum())
+    result = {"loss": loss_sum / loss_count}
+    for name in KINDS:
+        denominator = max(total[name], 1.0)
+        result[f"acc_{name}"] = correct[name] / denominator
+        result[f"experts_{name}"] = experts[name] / denominator
+    return result

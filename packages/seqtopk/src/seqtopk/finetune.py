@@ -1,0 +1,170 @@
+"""Fine-tune a pretrained MoE model with SeqTopK routing, with the transformers Trainer.
+
+The model directory is anything ``AutoModelForCausalLM.from_pretrained`` reads locally (with its
+tokenizer). The model is patched with offline SeqTopK, trained for a few hundred steps on a text
+file (one example per line), unpatched and saved with ``save_pretrained`` together with
+``seqtopk.json`` recording the routing to re-apply with ``seqtopk.patch``. Because it is a plain
+``Trainer`` run, ``accelerate launch`` or ``torchrun`` scale it without code of ours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from kernelkit.io import atomic_write_text
+from seqtopk.patching import is_patched, patch, unpatch
+
+__all__ = ["EvalConfig", "FinetuneConfig", "evaluate_text", "finetune"]
+
+
+@dataclass
+class FinetuneConfig:
+    """Switching a pretrained MoE to SeqTopK by brief fine-tuning (paper: at most 200 steps)."""
+
+    model_dir: str = field(metadata={"help": "local directory of the pretrained MoE model"})
+    train_file: str = field(metadata={"help": "UTF-8 text file, one training example per line"})
+    output_dir: str = field(metadata={"help": "where checkpoints and the final model go"})
+    k: int = field(default=0, metadata={"help": "experts per token; 0 keeps num_experts_per_tok"})
+    min_per_token: int = field(default=1, metadata={"help": "SeqTopK lower bound L"})
+    max_per_token: int = field(default=0, metadata={"help": "upper bound U; 0 means K + 2"})
+    max_steps: int = field(default=200, metadata={"help": "optimiser steps"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per device and step"})
+    max_length: int = field(default=512, metadata={"help": "tokens per example (truncated)"})
+    save_steps: int = field(default=100, metadata={"help": "steps between Trainer checkpoints"})
+    seed: int = field(default=0, metadata={"help": "Trainer seed"})
+
+
+@dataclass
+class EvalConfig:
+    """Perplexity and next-token accuracy of a saved MoE model on a text file."""
+
+    model_dir: str = field(metadata={"help": "local directory of the MoE model"})
+    text_file: str = field(metadata={"help": "UTF-8 text file, one example per line"})
+    routing: Literal["topk", "seqtopk"] = field(
+        default="seqtopk", metadata={"help": "route with the model's TopK or with SeqTopK"}
+    )
+    mode: Literal["offline", "online"] = field(
+        default="online", metadata={"help": "SeqTopK mode; online is the causal number"}
+    )
+    k: int = field(default=0, metadata={"help": "experts per token; 0 keeps num_experts_per_tok"})
+    min_per_token: int = field(default=1, metadata={"help": "SeqTopK lower bound L"})
+    max_per_token: int = field(default=0, metadata={"help": "upper bound U; 0 means K + 2"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per forward"})
+    max_length: int = field(default=512, metadata={"help": "tokens per example (truncated)"})
+
+
+def _read_lines(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"text file {path!r} does not exist")
+    lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"text file {path!r} has no non-empty lines")
+    return lines
+
+
+def _load(model_dir: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not Path(model_dir).is_dir():
+        raise FileNotFoundError(f"model_dir {model_dir!r} is not a directory")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    return model, tokenizer
+
+
+def _patch(model, k: int, low: int, high: int, mode: str) -> None:
+    patch(model, k=k or None, mode=mode, min_per_token=low, max_per_token=high or None)
+
+
+def finetune(config: FinetuneConfig):
+    """Run the fine-tuning; returns the (unpatched) model after saving it."""
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    model, tokenizer = _load(config.model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lines = _read_lines(config.train_file)
+    examples = [
+        {"input_ids": ids}
+        for ids in tokenizer(lines, truncation=True, max_length=config.max_length)["input_ids"]
+    ]
+    _patch(model, config.k, config.min_per_token, config.max_per_token, "offline")
+    # The balance loss then follows the routing SeqTopK actually made (see seqtopk.patching).
+    model.config.output_router_logits = True
+    arguments = TrainingArguments(
+        output_dir=config.output_dir,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        save_steps=config.save_steps,
+        seed=config.seed,
+        report_to=[],
+        logging_steps=max(1, config.max_steps // 20),
+        remove_unused_columns=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=examples,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )
+    trainer.train()
+    routing = model._seqtopk_routing
+    recorded = {
+        "k": routing.k,
+        "min_per_token": routing.min_per_token,
+        "max_per_token": routing.max_per_token,
+        "finetune": asdict(config),
+    }
+    unpatch(model)
+    model.config.output_router_logits = False
+    model.save_pretrained(config.output_dir)
+    tokenizer.save_pretrained(config.output_dir)
+    atomic_write_text(Path(config.output_dir) / "seqtopk.json", json.dumps(recorded, indent=2))
+    return model
+
+
+@torch.no_grad()
+def evaluate_text(config: EvalConfig) -> dict[str, float]:
+    """Perplexity and next-token accuracy over the non-padding tokens of ``text_file``."""
+    model, tokenizer = _load(config.model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    if config.routing == "seqtopk":
+        _patch(model, config.k, config.min_per_token, config.max_per_token, config.mode)
+    model.eval()
+    lines = _read_lines(config.text_file)
+    nll, correct, count = 0.0, 0, 0
+    for start in range(0, len(lines), config.batch_size):
+        batch = tokenizer(
+            lines[start : start + config.batch_size],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=config.max_length,
+        )
+        logits = model(**batch).logits[:, :-1].float()
+        targets = batch["input_ids"][:, 1:]
+        keep = batch["attention_mask"][:, 1:].bool()
+        losses = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), targets, reduction="none"
+        )
+        nll += float(losses[keep].sum())
+        correct += int((logits.argmax(-1) == targets)[keep].sum())
+        count += int(keep.sum())
+    if is_patched(model):
+        unpatch(model)
+    return {
+        "perplexity": math.exp(nll / max(count, 1)),
+        "accuracy": correct / max(count, 1),
+        "tokens": float(count),
+    }

@@ -1,0 +1,247 @@
+"""Offline SeqTopK selection: a per-sequence budget of k experts per valid token.
+
+For one sequence with ``n`` valid tokens the selected (token, expert) pairs are the ``n * k``
+highest router probabilities subject to every valid token getting between ``min_per_token`` (L)
+and ``max_per_token`` (U) experts. The greedy that realises this first gives every valid token its
+top-L experts, then walks the remaining pairs in the order (probability descending, token
+ascending, expert ascending) and takes each one whose token has fewer than U experts, until the
+budget is spent. Padding tokens get no experts and take no budget; sequences never compete.
+
+Two implementations share one contract: :func:`select_experts_reference` (the greedy written as
+loops, the spec) and a vectorised torch path (two stable sorts; runs on any device); ``impl``
+picks one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernelkit.validation import check_finite, check_floating, check_ndim, check_tensor
+
+IMPLS = ("auto", "reference", "torch")
+
+__all__ = [
+    "IMPLS",
+    "resolve_bounds",
+    "routing_weights",
+    "select_experts",
+    "select_experts_reference",
+    "selection_to_indices",
+]
+
+
+def resolve_bounds(
+    k: object, num_experts: int, min_per_token: object = 1, max_per_token: object = None
+) -> tuple[int, int, int]:
+    """Check ``k`` and the per-token bounds against ``num_experts``; return ``(k, L, U)``.
+
+    ``max_per_token=None`` means ``min(k + 2, num_experts)`` (the paper's cap of K+2, limited by
+    the number of experts that exist). The budget ``k`` per valid token is feasible exactly when
+    ``L <= k <= U <= num_experts``; anything else raises ``ValueError`` saying which bound fails.
+    """
+    for name, value in (("k", k), ("min_per_token", min_per_token)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if not 1 <= k <= num_experts:
+        raise ValueError(f"k must be in [1, num_experts={num_experts}], got {k}")
+    if max_per_token is None:
+        max_per_token = min(k + 2, num_experts)
+    if isinstance(max_per_token, bool) or not isinstance(max_per_token, int):
+        raise TypeError(
+            f"max_per_token must be an int or None, got {type(max_per_token).__name__} "
+            f"({max_per_token!r})"
+        )
+    if min_per_token < 0:
+        raise ValueError(f"min_per_token must be >= 0, got {min_per_token}")
+    if max_per_token > num_experts:
+        raise ValueError(f"max_per_token must be <= num_experts={num_experts}, got {max_per_token}")
+    if not min_per_token <= k <= max_per_token:
+        raise ValueError(
+            "the budget of k experts per valid token is infeasible with these bounds: need "
+            f"min_per_token <= k <= max_per_token, got min_per_token={min_per_token}, k={k}, "
+            f"max_per_token={max_per_token}"
+        )
+    return k, min_per_token, max_per_token
+
+
+def _check_probs_and_mask(
+    probs: object, attention_mask: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the inputs; return float32 scores and a boolean validity mask [B, T]."""
+    probs = check_tensor("probs", probs)
+    check_floating("probs", probs)
+    check_ndim("probs", probs, 3)
+    if torch.isnan(probs).any():
+        bad = torch.isnan(probs).nonzero()[0].tolist()
+        raise ValueError(f"probs must not contain NaN; found NaN at index {tuple(bad)}")
+    check_finite("probs", probs)
+    batch, length, _ = probs.shape
+    if attention_mask is None:
+        return probs.float(), torch.ones(batch, length, dtype=torch.bool, device=probs.device)
+    attention_mask = check_tensor("attention_mask", attention_mask)
+    if tuple(attention_mask.shape) != (batch, length):
+        raise ValueError(
+            f"attention_mask must have shape (batch, tokens) = {(batch, length)} to match probs, "
+            f"got {tuple(attention_mask.shape)}"
+        )
+    if attention_mask.dtype != torch.bool:
+        if attention_mask.is_floating_point() or attention_mask.is_complex():
+            raise TypeError(
+                f"attention_mask must be bool or integer 0/1, got dtype {attention_mask.dtype}"
+            )
+        if attention_mask.numel() and not bool(
+            ((attention_mask == 0) | (attention_mask == 1)).all()
+        ):
+            raise ValueError(
+                "attention_mask must hold only 0 and 1, got values "
+                f"{sorted(set(attention_mask.unique().tolist()))}"
+            )
+    return probs.float(), attention_mask.to(device=probs.device).bool()
+
+
+def select_experts_reference(
+    probs: torch.Tensor,
+    k: int,
+    attention_mask: torch.Tensor | None = None,
+    min_per_token: int = 1,
+    max_per_token: int | None = None,
+) -> torch.Tensor:
+    """The selection greedy written as plain loops (slow; the specification)."""
+    scores, valid = _check_probs_and_mask(probs, attention_mask)
+    batch, length, num_experts = scores.shape
+    k, low, high = resolve_bounds(k, num_experts, min_per_token, max_per_token)
+    selected = torch.zeros(batch, length, num_experts, dtype=torch.bool)
+    for b in range(batch):
+        values = scores[b].tolist()
+        tokens = [t for t in range(length) if bool(valid[b, t])]
+        count = dict.fromkeys(tokens, 0)
+        for t in tokens:
+            by_score = sorted(range(num_experts), key=lambda e, row=values[t]: (-row[e], e))
+            for e in by_score[:low]:
+                selected[b, t, e] = True
+            count[t] = low
+        budget = len(tokens) * (k - low)
+        rest = [(t, e) for t in tokens for e in range(num_experts) if not selected[b, t, e]]
+        rest.sort(key=lambda pair: (-values[pair[0]][pair[1]], pair[0], pair[1]))
+        for t, e in rest:
+            if budget == 0:
+                break
+            if count[t] < high:
+                selected[b, t, e] = True
+                count[t] += 1
+                budget -= 1
+    return selected.to(probs.device)
+
+
+def _select_torch(scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int):
+    batch, length, _ = scores.shape
+    # A stable descending sort ranks each token's experts by (score desc, expert asc); only the
+    # ranks in [L, U) can be added after the forced top-L, so the sequence-level competition runs
+    # over T * (U - L) candidates instead of T * E.
+    ranked_scores, ranked_experts = torch.sort(scores, dim=-1, descending=True, stable=True)
+    selected_by_rank = torch.zeros_like(ranked_experts, dtype=torch.bool)
+    selected_by_rank[..., :low] = valid.unsqueeze(-1)
+    width = high - low
+    if width > 0 and k > low:
+        candidates = ranked_scores[..., low:high].masked_fill(~valid.unsqueeze(-1), -torch.inf)
+        # Row-major flattening puts ties in (token, rank) order, which is (token, expert) order
+        # because ranks within a token were already broken by the expert index.
+        order = torch.sort(
+            candidates.reshape(batch, length * width), dim=-1, descending=True, stable=True
+        ).indices
+        budget = valid.sum(dim=-1, keepdim=True) * (k - low)
+        taken = torch.arange(length * width, device=scores.device).unsqueeze(0) < budget
+        chosen = torch.zeros_like(taken).scatter_(-1, order, taken)
+        selected_by_rank[..., low:high] = chosen.view(batch, length, width)
+    return torch.zeros_like(selected_by_rank).scatter_(-1, ranked_experts, selected_by_rank)
+
+
+def select_experts(
+    probs: torch.Tensor,
+    k: int,
+    attention_mask: torch.Tensor | None = None,
+    min_per_token: int = 1,
+    max_per_token: int | None = None,
+    *,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Offline SeqTopK: a boolean mask [B, T, E] of the selected (token, expert) pairs.
+
+    Args:
+        probs: [B, T, E] per-token router probabilities (any finite scores whose order is the
+            routing preference; log-probabilities give the same selection). Computed in float32.
+        k: average experts per valid token; each sequence spends ``k * valid_tokens``.
+        attention_mask: [B, T] with 1 (or True) for real tokens and 0 for padding; ``None`` means
+            every token is real.
+        min_per_token: L, the fewest experts a valid token receives (the paper uses 1).
+        max_per_token: U, the most a valid token receives (default ``min(k + 2, E)``).
+        impl: ``"auto"`` (the torch path), ``"reference"`` or ``"torch"``.
+
+    Raises ``ValueError``/``TypeError`` naming the argument for a wrong shape, a NaN, a mask that
+    is not 0/1, ``k`` outside [1, E] or bounds that make the budget infeasible.
+    """
+    scores, valid = _check_probs_and_mask(probs, attention_mask)
+    k, low, high = resolve_bounds(k, scores.shape[-1], min_per_token, max_per_token)
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "reference":
+        return select_experts_reference(probs, k, attention_mask, low, high)
+    return _select_torch(scores, valid, k, low, high)
+
+
+def routing_weights(
+    probs: torch.Tensor, selected: torch.Tensor, *, renormalize: bool = False
+) -> torch.Tensor:
+    """Dense gate weights [B, T, E]: ``probs`` on selected pairs, 0 elsewhere.
+
+    With ``renormalize`` each token's weights are divided by the sum over its own selected experts
+    (a token with no experts keeps all-zero weights instead of 0/0). Gradients reach only the
+    selected entries of ``probs``.
+    """
+    check_tensor("probs", probs)
+    check_tensor("selected", selected)
+    if probs.shape != selected.shape:
+        raise ValueError(
+            f"probs and selected must have the same shape, got {tuple(probs.shape)} and "
+            f"{tuple(selected.shape)}"
+        )
+    weights = probs * selected.to(probs.dtype)
+    if not renormalize:
+        return weights
+    total = weights.sum(dim=-1, keepdim=True)
+    safe_total = torch.where(total > 0, total, torch.ones_like(total))
+    return weights / safe_total
+
+
+def selection_to_indices(
+    selected: torch.Tensor, weights: torch.Tensor, num_slots: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack a selection into fixed-width slots: ``(indices [N, S], slot_weights [N, S])``.
+
+    ``N`` is the number of tokens (all leading dimensions flattened) and ``S = num_slots`` must be
+    at least the largest per-token count. Selected experts fill the first slots in descending
+    weight order; unused slots hold a real, unselected expert index with weight exactly 0, so
+    every experts implementation (including grouped and batched matmuls that reject sentinel
+    indices) computes the same output.
+    """
+    if selected.shape != weights.shape:
+        raise ValueError(
+            f"selected and weights must have the same shape, got {tuple(selected.shape)} and "
+            f"{tuple(weights.shape)}"
+        )
+    num_experts = selected.shape[-1]
+    if isinstance(num_slots, bool) or not isinstance(num_slots, int):
+        raise TypeError(f"num_slots must be an int, got {type(num_slots).__name__}")
+    if not 1 <= num_slots <= num_experts:
+        raise ValueError(f"num_slots must be in [1, {num_experts}], got {num_slots}")
+    flat_selected = selected.reshape(-1, num_experts)
+    flat_weights = weights.reshape(-1, num_experts)
+    most = int(flat_selected.sum(dim=-1).max()) if flat_selected.numel() else 0
+    if most > num_slots:
+        raise ValueError(f"num_slots={num_slots} is smaller than a token's expert count {most}")
+    # Unselected experts sort after every selected one (their key is -inf) and keep expert order.
+    key = flat_weights.detach().float().masked_fill(~flat_selected, -torch.inf)
+    order = torch.sort(key, dim=-1, descending=True, stable=True).indices[:, :num_slots]
+    in_use = flat_selected.gather(-1, order)
+    slot_weights = flat_weights.gather(-1, order) * in_use.to(flat_weights.dtype)
+    return order, slot_weights

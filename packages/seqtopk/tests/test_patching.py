@@ -1,0 +1,147 @@
+import pytest
+import seqtopk
+import torch
+
+from kernelkit.testing import assert_close, tiny_causal_lm
+
+MODELS = {
+    "olmoe": {"num_experts": 4},
+    "qwen3_moe": {"num_experts": 4, "head_dim": 16, "moe_intermediate_size": 32},
+    "mixtral": {"num_local_experts": 4},
+    "qwen2_moe": {
+        "num_experts": 4,
+        "moe_intermediate_size": 32,
+        "shared_expert_intermediate_size": 32,
+    },
+}
+
+
+def build(model_type, top_k=2, **extra):
+    model, tokenizer = tiny_causal_lm(
+        model_type, num_experts_per_tok=top_k, **MODELS[model_type], **extra
+    )
+    return model, tokenizer
+
+
+@pytest.mark.parametrize("model_type", list(MODELS))
+@pytest.mark.parametrize("impl", ["eager", "batched_mm", "grouped_mm"])
+def test_k1_min1_equals_unpatched(model_type, impl):
+    model, tok = build(model_type, top_k=1)
+    model.config._experts_implementation = impl
+    batch = tok(["hello world", "hi"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = model(**batch, output_router_logits=True)
+        seqtopk.patch(model, k=1, min_per_token=1)
+        actual = model(**batch, output_router_logits=True)
+    assert_close(actual.logits, expected.logits, atol=1e-5, rtol=1e-5)
+    assert_close(actual.aux_loss, expected.aux_loss)
+    seqtopk.unpatch(model)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, expected.logits)
+
+
+@pytest.mark.parametrize("model_type", ["olmoe", "mixtral"])
+def test_seqtopk_changes_routing_and_keeps_budget(model_type):
+    model, tok = build(model_type, top_k=2)
+    batch = tok(["a longer sentence here", "short"], return_tensors="pt", padding=True)
+    seqtopk.patch(model, min_per_token=0)
+    routing = model._seqtopk_routing
+    with torch.no_grad():
+        patched = model(**batch).logits
+    for _probs, selected, valid in routing.records:
+        assert torch.equal(selected.sum(dim=(1, 2)), valid.sum(-1) * 2)
+        assert int(selected.sum(-1)[~valid].sum()) == 0
+    seqtopk.unpatch(model)
+    with torch.no_grad():
+        assert not torch.allclose(model(**batch).logits, patched)
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_left_and_right_padding_agree(mode):
+    model, tok = build("olmoe", top_k=2)
+    seqtopk.patch(model, mode=mode, min_per_token=0)
+    texts = ["the cat sat on it", "dog"]
+    outputs = {}
+    for side in ("left", "right"):
+        tok.padding_side = side
+        batch = tok(texts, return_tensors="pt", padding=True)
+        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp_min(0)
+        with torch.no_grad():
+            logits = model(**batch, position_ids=positions).logits
+        outputs[side] = [logits[i][batch["attention_mask"][i].bool()] for i in range(2)]
+    for left, right in zip(outputs["left"], outputs["right"], strict=True):
+        assert_close(left, right, atol=1e-5, rtol=1e-4)
+
+
+def test_generate_online_matches_teacher_forced_online():
+    model, tok = build("olmoe", top_k=2)
+    seqtopk.patch(model, mode="online", min_per_token=0)
+    batch = tok(["hello there", "hi"], return_tensors="pt", padding=True)
+    generated = model.generate(**batch, max_new_tokens=5, do_sample=False)
+    mask = torch.cat(
+        [batch["attention_mask"], torch.ones(2, 5, dtype=batch["attention_mask"].dtype)], 1
+    )
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    with torch.no_grad():
+        logits = model(generated, attention_mask=mask, position_ids=positions).logits
+    prompt = batch["input_ids"].shape[1]
+    assert torch.equal(logits[:, prompt - 1 : -1].argmax(-1), generated[:, prompt:])
+    used = [state.used for state in model._seqtopk_routing.states.values()]
+    assert all(bool((u <= mask.sum(-1) * 2).all()) for u in used)
+
+
+def test_generate_with_beams_runs_online():
+    model, tok = build("qwen3_moe", top_k=2)
+    seqtopk.patch(model, mode="online")
+    batch = tok(["hello", "hi there"], return_tensors="pt", padding=True)
+    out = model.generate(**batch, max_new_tokens=4, do_sample=False, num_beams=3)
+    assert out.shape == (2, batch["input_ids"].shape[1] + 4)
+
+
+def test_gradients_reach_router_and_only_selected_gates():
+    model, tok = build("olmoe", top_k=2)
+    model.train()
+    seqtopk.patch(model, min_per_token=0)
+    batch = tok(["hello world", "hi"], return_tensors="pt", padding=True)
+    out = model(**batch, labels=batch["input_ids"])
+    probs, selected, _ = model._seqtopk_routing.records[0]
+    grad = torch.autograd.grad(out.loss, probs, retain_graph=True)[0]
+    assert bool((grad[~selected] == 0).all())
+    assert grad[selected].abs().sum() > 0
+    out.loss.backward()
+    router = model._seqtopk_routing.routers[0]
+    assert router.weight.grad is not None and router.weight.grad.abs().sum() > 0
+
+
+def test_aux_loss_uses_real_routing():
+    model, tok = build("olmoe", top_k=2)
+    batch = tok(["hello world", "hi"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        topk_out = model(**batch, labels=batch["input_ids"], output_router_logits=True)
+    seqtopk.patch(model, min_per_token=0, max_per_token=4)
+    with torch.no_grad():
+        out = model(**batch, labels=batch["input_ids"], output_router_logits=True)
+    expected = seqtopk.load_balancing_loss(model._seqtopk_routing.records)
+    assert_close(out.aux_loss, expected)
+    ce = out.loss - model.router_aux_loss_coef * out.aux_loss
+    unpatched_ce = topk_out.loss - model.router_aux_loss_coef * topk_out.aux_loss
+    assert not torch.allclose(ce, unpatched_ce)  # routing changed the language-model loss
+
+
+def test_bad_models_and_arguments_raise():
+    llama, _ = tiny_causal_lm("llama")
+    with pytest.raises(ValueError, match="model_type='llama'"):
+        seqtopk.patch(llama)
+    model, _ = build("olmoe", top_k=2)
+    with pytest.raises(ValueError, match="infeasible"):
+        seqtopk.patch(model, min_per_token=3)
+    with pytest.raises(ValueError, match="mode must be"):
+        seqtopk.patch(model, mode="causal")
+    seqtopk.patch(model)
+    with pytest.raises(ValueError, match="already patched"):
+        seqtopk.patch(model)
+    with pytest.raises(ValueError, match="2-D attention_mask"):
+        model(torch.ones(1, 3, dtype=torch.long), attention_mask=torch.ones(1, 1, 3, 3))
+    seqtopk.unpatch(model)
+    with pytest.raises(ValueError, match="not patched"):
+        seqtopk.unpatch(model)

@@ -1,0 +1,203 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from seqtopk import (
+    online_select,
+    online_select_reference,
+    routing_weights,
+    select_experts,
+    select_experts_reference,
+    selection_to_indices,
+)
+
+
+@st.composite
+def routing_problems(draw, max_batch=3, max_tokens=6, max_experts=8):
+    batch = draw(st.integers(1, max_batch))
+    tokens = draw(st.integers(1, max_tokens))
+    experts = draw(st.integers(1, max_experts))
+    k = draw(st.integers(1, experts))
+    low = draw(st.integers(0, k))
+    high = draw(st.integers(k, experts))
+    # Few distinct values make ties common, which is where tie-breaking shows.
+    levels = draw(st.integers(2, 6))
+    values = draw(
+        st.lists(
+            st.integers(0, levels - 1),
+            min_size=batch * tokens * experts,
+            max_size=batch * tokens * experts,
+        )
+    )
+    probs = torch.tensor(values, dtype=torch.float32).view(batch, tokens, experts) / levels
+    mask = torch.tensor(
+        draw(st.lists(st.booleans(), min_size=batch * tokens, max_size=batch * tokens))
+    ).view(batch, tokens)
+    return probs, mask, k, low, high
+
+
+@settings(max_examples=60)
+@given(routing_problems())
+def test_torch_path_equals_brute_force_greedy(problem):
+    probs, mask, k, low, high = problem
+    fast = select_experts(probs, k, mask, low, high)
+    assert torch.equal(fast, select_experts_reference(probs, k, mask, low, high))
+
+
+@settings(max_examples=60)
+@given(routing_problems())
+def test_budget_bounds_and_padding(problem):
+    probs, mask, k, low, high = problem
+    selected = select_experts(probs, k, mask, low, high)
+    per_token = selected.sum(-1)
+    assert torch.equal(selected.sum(dim=(1, 2)), mask.sum(-1) * k)
+    assert bool((per_token[mask] >= low).all()) and bool((per_token[mask] <= high).all())
+    assert int(per_token[~mask].sum()) == 0
+
+
+@settings(max_examples=30)
+@given(routing_problems(), st.integers(0, 2**31 - 1))
+def test_sequences_do_not_compete(problem, seed):
+    probs, mask, k, low, high = problem
+    selected = select_experts(probs, k, mask, low, high)
+    for b in range(probs.shape[0]):
+        alone = select_experts(probs[b : b + 1], k, mask[b : b + 1], low, high)
+        assert torch.equal(alone[0], selected[b])
+    other = torch.rand(probs.shape, generator=torch.Generator().manual_seed(seed))
+    mixed = select_experts(
+        torch.cat([probs[:1], other[:1]]),
+        k,
+        torch.ones(2, probs.shape[1], dtype=torch.bool),
+        low,
+        high,
+    )
+    assert torch.equal(mixed[0], select_experts(probs[:1], k, None, low, high)[0])
+
+
+@settings(max_examples=30)
+@given(routing_problems(), st.randoms(use_true_random=False))
+def test_expert_permutation_permutes_the_mask(problem, rng):
+    probs, mask, k, low, high = problem
+    # Distinct scores: with ties, a permutation legitimately changes which expert wins.
+    probs = probs + torch.rand(probs.shape, generator=torch.Generator().manual_seed(1)) * 1e-3
+    perm = list(range(probs.shape[-1]))
+    rng.shuffle(perm)
+    perm = torch.tensor(perm)
+    assert torch.equal(
+        select_experts(probs[..., perm], k, mask, low, high),
+        select_experts(probs, k, mask, low, high)[..., perm],
+    )
+
+
+def test_k1_min1_is_per_token_topk():
+    probs = torch.softmax(torch.randn(3, 9, 6, generator=torch.Generator().manual_seed(0)), -1)
+    selected = select_experts(probs, 1, min_per_token=1)
+    top = torch.zeros_like(selected).scatter_(-1, probs.argmax(-1, keepdim=True), True)
+    assert torch.equal(selected, top)
+
+
+def test_low_equals_high_equals_k_is_topk():
+    probs = torch.rand(2, 7, 8, generator=torch.Generator().manual_seed(3))
+    selected = select_experts(probs, 3, min_per_token=3, max_per_token=3)
+    top = torch.zeros_like(selected).scatter_(-1, probs.topk(3, dim=-1).indices, True)
+    assert torch.equal(selected, top)
+
+
+def test_budget_moves_to_confident_tokens_flat_tokens_get_more():
+    flat = torch.full((4,), 0.25)
+    peaked = torch.tensor([0.97, 0.01, 0.01, 0.01])
+    probs = torch.stack([peaked, flat]).unsqueeze(0)
+    counts = select_experts(probs, 2, min_per_token=1, max_per_token=4).sum(-1)
+    assert counts.tolist() == [[1, 3]]
+
+
+@settings(max_examples=40)
+@given(routing_problems())
+def test_online_fast_path_equals_reference(problem):
+    probs, mask, k, low, high = problem
+    fast, state = online_select(probs, k, mask, low, high)
+    assert torch.equal(fast, online_select_reference(probs, k, mask, low, high))
+    cumulative = fast.sum(-1).cumsum(-1)
+    assert bool((cumulative <= mask.long().cumsum(-1) * k).all())
+    assert torch.equal(state.used, fast.sum(dim=(1, 2)))
+
+
+@settings(max_examples=30)
+@given(routing_problems(), st.integers(0, 5), st.integers(0, 2**31 - 1))
+def test_online_changing_the_future_never_changes_the_past(problem, cut, seed):
+    probs, mask, k, low, high = problem
+    cut = min(cut, probs.shape[1])
+    changed = probs.clone()
+    changed[:, cut:] = torch.rand(
+        changed[:, cut:].shape, generator=torch.Generator().manual_seed(seed)
+    )
+    a, _ = online_select(probs, k, mask, low, high)
+    b, _ = online_select(changed, k, mask, low, high)
+    assert torch.equal(a[:, :cut], b[:, :cut])
+
+
+def test_online_state_continues_crops_and_reorders():
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(3, 8, 6, generator=gen), -1)
+    whole, _ = online_select(probs, 2, min_per_token=0, max_per_token=4)
+    first, state = online_select(probs[:, :5], 2, min_per_token=0, max_per_token=4)
+    rest, state = online_select(probs[:, 5:], 2, min_per_token=0, max_per_token=4, state=state)
+    assert torch.equal(torch.cat([first, rest], 1), whole)
+    state.crop(5)
+    again, _ = online_select(probs[:, 5:], 2, min_per_token=0, max_per_token=4, state=state)
+    assert torch.equal(again, rest)
+    state.crop(5)
+    state.reorder(torch.tensor([2, 2, 0]))
+    moved, _ = online_select(probs[[2, 2, 0], 5:], 2, min_per_token=0, max_per_token=4, state=state)
+    assert torch.equal(moved, rest[[2, 2, 0]])
+
+
+def test_weights_and_indices_round_trip_and_gradients():
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(2, 5, 6, generator=gen), -1).requires_grad_()
+    selected = select_experts(probs.detach(), 2, min_per_token=0, max_per_token=4)
+    weights = routing_weights(probs, selected, renormalize=True)
+    weights.sum().backward()
+    assert bool((probs.grad[~selected] == 0).all())
+    per_token = weights.detach().sum(-1)
+    has = selected.any(-1)
+    assert torch.allclose(per_token[has], torch.ones_like(per_token[has]))
+    assert bool((per_token[~has] == 0).all())
+    indices, slot_weights = selection_to_indices(selected, weights.detach(), 4)
+    dense = torch.zeros(10, 6).scatter_add_(-1, indices, slot_weights)
+    assert torch.allclose(dense, weights.detach().view(10, 6))
+    assert bool((indices >= 0).all()) and bool((indices < 6).all())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"k": 0}, ValueError, "k must be in"),
+        ({"k": 7}, ValueError, "k must be in"),
+        ({"k": 2, "min_per_token": 3}, ValueError, "infeasible"),
+        ({"k": 3, "max_per_token": 2}, ValueError, "infeasible"),
+        ({"k": 2, "max_per_token": 9}, ValueError, "max_per_token must be <= num_experts"),
+        ({"k": 2.0}, TypeError, "k must be an int"),
+    ],
+)
+def test_bad_bounds_raise(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        select_experts(torch.rand(1, 3, 6), **kwargs)
+
+
+def test_bad_inputs_raise():
+    probs = torch.rand(2, 3, 4)
+    nan = probs.clone()
+    nan[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        select_experts(nan, 1)
+    with pytest.raises(ValueError, match="3 dimensions"):
+        select_experts(probs[0], 1)
+    with pytest.raises(ValueError, match="attention_mask must have shape"):
+        select_experts(probs, 1, torch.ones(2, 4))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        select_experts(probs, 1, torch.full((2, 3), 2))
+    with pytest.raises(ValueError, match="impl must be one of"):
+        select_experts(probs, 1, impl="cuda")
+    with pytest.raises(ValueError, match="num_slots"):
+        selection_to_indices(select_experts(probs, 2, max_per_token=4), probs, 1)
