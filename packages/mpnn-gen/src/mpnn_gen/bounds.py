@@ -1,0 +1,462 @@
+"""Generalisation bounds for message-passing GNNs, each returned as a :class:`Bound` record.
+
+Every function takes a trained model, its training graphs and the confidence ``delta`` (and the
+margin ``gamma`` where the bound is on a margin loss) and returns the value of the *gap term*
+(test risk minus the empirical risk the bound is stated for), the inputs it used, the
+assumptions and the source. Constants hidden in an ``O(.)`` are set to 1 and said so.
+
+Shared conventions (see the README's bound table):
+
+- ``m``: number of training graphs (nodes for the node-level bounds); ``delta`` in (0, 1).
+- ``d``: maximum node degree **plus one** (Liao et al. state graphs of maximum degree d - 1).
+- ``B``: largest Euclidean norm of a node feature vector in the training graphs.
+- ``l``: number of weight matrices (message-passing layers plus readout); ``h``: largest width.
+- ``s_i = ||W_i||_2`` (spectral), ``F_i = ||W_i||_F``; ``||P_G||_2`` by power iteration on the
+  operator each layer applies (:mod:`mpnn_gen.norms`), maximised over the training graphs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from mpnn_gen.graphs import as_graph_batch
+from mpnn_gen.norms import extract_layers, operator_norm
+
+__all__ = [
+    "Bound",
+    "compositional_pac_bayes",
+    "ju_pac_bayes",
+    "liao_gcn_pac_bayes",
+    "liao_mpgnn_pac_bayes",
+    "stability_verma_zhang",
+    "transductive_rademacher_sgc",
+    "unseen_colour_fraction",
+    "vc_wl",
+]
+
+EL_YANIV_C0 = math.sqrt(32 * math.log(4 * math.e) / 3)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One bound evaluated on one model and data set.
+
+    ``value`` bounds the generalisation gap (or, for diagnostics, is the diagnostic); ``inputs``
+    are the numbers it was computed from; ``assumptions`` what must hold for it to be a bound.
+    """
+
+    name: str
+    value: float
+    inputs: dict[str, float]
+    assumptions: tuple[str, ...]
+    source: str
+    kind: str = "gap bound"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def vacuous(self) -> bool:
+        """True when the bound says nothing about a loss in [0, 1]."""
+        return self.kind == "gap bound" and self.value >= 1.0
+
+
+def _check_delta(delta: float) -> float:
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 < delta < 1:
+        raise ValueError(f"delta must be a number in (0, 1), got {delta!r}")
+    return float(delta)
+
+
+def _check_gamma(gamma: float) -> float:
+    if isinstance(gamma, bool) or not isinstance(gamma, int | float) or not gamma > 0:
+        raise ValueError(f"gamma must be a number > 0, got {gamma!r}")
+    return float(gamma)
+
+
+def _graph_list(graphs, name: str = "train") -> list:
+    from torch_geometric.data import Batch, Data
+
+    if isinstance(graphs, Batch):
+        graphs = graphs.to_data_list()
+    elif isinstance(graphs, Data):
+        graphs = [graphs]
+    graphs = list(graphs)
+    if not graphs:
+        raise ValueError(f"{name} must contain at least one graph, got an empty dataset")
+    return graphs
+
+
+@dataclass(frozen=True)
+class _Stats:
+    m: int
+    max_feature_norm: float
+    max_degree_plus_one: int
+    spectral: list[float]
+    frobenius: list[float]
+    width: int
+    propagation_norms: list[float]
+
+
+def _stats(model, graphs) -> _Stats:
+    graphs = _graph_list(graphs)
+    layers = extract_layers(model)
+    flat = as_graph_batch(graphs, use_features=False)
+    degree = torch.bincount(flat.edge_index[1], minlength=flat.num_nodes)
+    features = torch.cat([g.x for g in graphs]).double()
+    norms = [
+        float(operator_norm(layer.operator, flat, gin_eps=layer.gin_eps).max())
+        for layer in layers
+        if layer.operator != "identity"
+    ]
+    return _Stats(
+        m=len(graphs),
+        max_feature_norm=float(features.norm(dim=1).max()),
+        max_degree_plus_one=int(degree.max()) + 1,
+        spectral=[layer.spectral for layer in layers],
+        frobenius=[layer.frobenius for layer in layers],
+        width=max(layer.width for layer in layers),
+        propagation_norms=norms,
+    )
+
+
+def _norm_inputs(stats: _Stats) -> dict[str, float]:
+    inputs = {
+        "m": stats.m,
+        "B": stats.max_feature_norm,
+        "d": stats.max_degree_plus_one,
+        "l": len(stats.spectral),
+        "h": stats.width,
+        "message_passing_layers": len(stats.propagation_norms),
+    }
+    for i, (s, f) in enumerate(zip(stats.spectral, stats.frobenius, strict=True)):
+        inputs[f"spectral_{i}"] = s
+        inputs[f"frobenius_{i}"] = f
+    for i, p in enumerate(stats.propagation_norms):
+        inputs[f"operator_norm_{i}"] = p
+    return inputs
+
+
+def _pac_bayes_gcn_form(stats: _Stats, structure_factor: float, delta: float, gamma: float):
+    depth, h, m = len(stats.spectral), stats.width, stats.m
+    product = math.prod(s**2 for s in stats.spectral)
+    ratio_sum = sum(f**2 / s**2 for f, s in zip(stats.frobenius, stats.spectral, strict=True))
+    complexity = (
+        stats.max_feature_norm**2
+        * structure_factor
+        * depth**2
+        * h
+        * math.log(depth * h)
+        * product
+        * ratio_sum
+    )
+    return math.sqrt((complexity + math.log(m * depth / delta)) / (gamma**2 * m))
+
+
+def liao_gcn_pac_bayes(model, train, *, delta: float = 0.05, gamma: float = 1.0) -> Bound:
+    """Liao, Urtasun & Zemel (ICLR 2021), Thm 3.2, with the O(.) constant set to 1:
+
+    ``sqrt((B^2 d^(l-1) l^2 h ln(l h) prod_i s_i^2 sum_i F_i^2/s_i^2 + ln(m l / delta)) / (gamma^2 m))``
+
+    where ``l - 1`` is the number of message-passing layers (the exponent of ``d``)."""
+    delta, gamma = _check_delta(delta), _check_gamma(gamma)
+    stats = _stats(model, train)
+    structure = float(stats.max_degree_plus_one) ** len(stats.propagation_norms)
+    return Bound(
+        "liao_gcn_pac_bayes",
+        _pac_bayes_gcn_form(stats, structure, delta, gamma),
+        {**_norm_inputs(stats), "delta": delta, "gamma": gamma, "structure_factor": structure},
+        (
+            "gap of the gamma-margin loss (test 0-1 loss minus train gamma-margin loss)",
+            "ReLU (1-Lipschitz, positively homogeneous) activations, mean readout",
+            "d = max degree + 1; d^(number of message-passing layers)",
+            "O(.) constant set to 1",
+        ),
+        "Liao, Urtasun, Zemel. A PAC-Bayesian approach to generalization bounds for GNNs. "
+        "ICLR 2021, Thm 3.2",
+    )
+
+
+def ju_pac_bayes(model, train, *, delta: float = 0.05, gamma: float = 1.0) -> Bound:
+    """Ju, Li, Sharma & Zhang (AISTATS 2023): Liao's GCN bound with the degree power
+    ``d^(l-1)`` (which stands for ``d^((l-1)/2)`` outside the square root) replaced by the
+    diffusion norms, ``prod_k max_G ||P_G^(k)||_2^2`` over the message-passing layers."""
+    delta, gamma = _check_delta(delta), _check_gamma(gamma)
+    stats = _stats(model, train)
+    structure = math.prod(p**2 for p in stats.propagation_norms)
+    return Bound(
+        "ju_pac_bayes",
+        _pac_bayes_gcn_form(stats, structure, delta, gamma),
+        {**_norm_inputs(stats), "delta": delta, "gamma": gamma, "structure_factor": structure},
+        (
+            "gap of the gamma-margin loss",
+            "ReLU activations, mean readout",
+            "||P_G||_2 of the operator each layer applies (power iteration), max over graphs",
+            "O(.) constant set to 1",
+        ),
+        "Ju, Li, Sharma, Zhang. Generalization in GNNs: improved PAC-Bayesian bounds on graph "
+        "diffusion. AISTATS 2023",
+    )
+
+
+def liao_mpgnn_pac_bayes(model, train, *, delta: float = 0.05, gamma: float = 1.0) -> Bound:
+    """Liao et al. Thm 3.4 in the form restated by Ju et al., for an MPGNN whose message-passing
+    weight ``W_1`` is shared across ``l - 1`` steps, with readout ``W_l``:
+
+    ``sqrt(42^2 B^2 max(zeta^-(l+1), (lambda xi)^((l+1)/l))^2 l^2 h ln(4 l h)
+    (2 s_1^2 r_1^2 + s_l^2 r_l^2) / (gamma^2 m) + ln(m l / delta) / (gamma^2 m))``
+
+    with ``zeta = min(s_1, s_l)``, ``lambda = s_1 s_l``, ``xi = ((d s_1)^(l-1) - 1)/(d s_1 - 1)``
+    (``l - 1`` when ``d s_1 = 1``) and ``r_i^2 = F_i^2 / s_i^2``. The model must expose
+    ``shared_steps`` (the ``l - 1`` steps) and have exactly two weight matrices."""
+    delta, gamma = _check_delta(delta), _check_gamma(gamma)
+    steps = getattr(model, "shared_steps", None)
+    stats = _stats(model, train)
+    if not isinstance(steps, int) or len(stats.spectral) != 2:
+        raise ValueError(
+            "liao_mpgnn_pac_bayes needs a weight-sharing MPGNN: an int attribute "
+            f"'shared_steps' (got {steps!r}) and exactly 2 weight matrices (got "
+            f"{len(stats.spectral)}), e.g. mpnn_gen.MPGNN"
+        )
+    depth, h, m, d, b = (
+        steps + 1,
+        stats.width,
+        stats.m,
+        stats.max_degree_plus_one,
+        stats.max_feature_norm,
+    )
+    s1, sl = stats.spectral
+    f1, fl = stats.frobenius
+    zeta, lam = min(s1, sl), s1 * sl
+    xi = (
+        float(depth - 1)
+        if math.isclose(d * s1, 1.0)
+        else ((d * s1) ** (depth - 1) - 1) / (d * s1 - 1)
+    )
+    growth = max(zeta ** (-(depth + 1)), (lam * xi) ** ((depth + 1) / depth))
+    complexity = (
+        42**2 * b**2 * growth**2 * depth**2 * h * math.log(4 * depth * h) * (2 * f1**2 + fl**2)
+    )
+    value = math.sqrt((complexity + math.log(m * depth / delta)) / (gamma**2 * m))
+    return Bound(
+        "liao_mpgnn_pac_bayes",
+        value,
+        {**_norm_inputs(stats), "delta": delta, "gamma": gamma, "xi": xi, "zeta": zeta},
+        (
+            "gap of the gamma-margin loss",
+            "weights shared across the l - 1 message-passing steps; readout W_l",
+            "1-Lipschitz activation, message and aggregation functions (ReLU, sum)",
+            "zeta^-(l+1) as in Liao (Ju's text prints zeta^(-l+1)); ln(m l/delta) term as in Thm 3.2",
+        ),
+        "Liao, Urtasun, Zemel. ICLR 2021, Thm 3.4 (as restated by Ju et al., AISTATS 2023)",
+    )
+
+
+def compositional_pac_bayes(
+    model, train, *, delta: float = 0.05, gamma: float = 1.0, lipschitz_product: float = 1.0
+) -> Bound:
+    """Brilliantov, Souza & Garg (NeurIPS 2024), the GNN case of their Lemma 2 (``from_gnn`` and
+    ``compute_bound`` in their ``bounds.py``), over all ``n`` weight matrices:
+
+    ``sqrt((max(1, sum F_i^2) T^2 (sum 1/s_i)^2 h ln(n h) C^2 / eta^2 + ln(m/delta max(1, 1/C)))
+    / (gamma^2 m))`` with ``T = prod s_i``, ``eta = 1/(6 n)``, ``C = B d^((n-1)/2) Lip``."""
+    delta, gamma = _check_delta(delta), _check_gamma(gamma)
+    stats = _stats(model, train)
+    n, h, m = len(stats.spectral), stats.width, stats.m
+    c_norm = stats.max_feature_norm * stats.max_degree_plus_one ** ((n - 1) / 2) * lipschitz_product
+    eta = 1 / (6 * n)
+    frobenius = max(1.0, sum(f**2 for f in stats.frobenius))
+    t = math.prod(stats.spectral)
+    inverse_sum = sum(1 / s for s in stats.spectral)
+    complexity = frobenius * t**2 * inverse_sum**2 * h * math.log(n * h) * c_norm**2 / eta**2
+    value = math.sqrt((complexity + math.log(m / delta * max(1.0, 1 / c_norm))) / (gamma**2 * m))
+    return Bound(
+        "compositional_pac_bayes",
+        value,
+        {**_norm_inputs(stats), "delta": delta, "gamma": gamma, "C_norm": c_norm, "eta": eta},
+        (
+            "gap of the gamma-margin loss",
+            f"product of activation Lipschitz constants = {lipschitz_product}",
+            "d = max degree + 1 in C_norm (their code's default is d = 10)",
+        ),
+        "Brilliantov, Souza, Garg. Compositional PAC-Bayes. NeurIPS 2024 "
+        "(Aalto-QuML/Compositional-PAC-Bayes, bounds.py)",
+    )
+
+
+def _vc_value(vc: int, m: int, delta: float) -> float:
+    return math.sqrt(2 * vc * math.log(math.e * m / vc) / m) + math.sqrt(
+        math.log(1 / delta) / (2 * m)
+    )
+
+
+def vc_wl(
+    model,
+    train,
+    *,
+    delta: float = 0.05,
+    rounds: int | None = None,
+    domain=None,
+    use_features: bool = True,
+) -> Bound:
+    """Morris et al. (ICML 2023): the VC dimension of MPNNs with ``L`` layers on a set of graphs
+    is at most the number of graphs 1-WL distinguishes after ``L`` rounds (tight for wide enough
+    MPNNs). We count the 1-WL classes among ``domain`` (default: the training graphs, node
+    features as initial colours) and plug the count into the standard VC bound for 0-1 loss
+    (Mohri et al., Foundations of ML, Cor. 3.19):
+    ``sqrt(2 VC ln(e m / VC) / m) + sqrt(ln(1/delta) / (2 m))``."""
+    from mpnn_gen.wl import refine
+
+    delta = _check_delta(delta)
+    graphs = _graph_list(train)
+    if rounds is None:
+        rounds = sum(layer.operator != "identity" for layer in extract_layers(model))
+    result = refine(domain if domain is not None else graphs, rounds, use_features=use_features)
+    vc = result.num_classes(rounds)
+    m = len(graphs)
+    value = math.inf if vc > m else _vc_value(vc, m, delta)
+    return Bound(
+        "vc_wl",
+        value,
+        {
+            "m": m,
+            "rounds": rounds,
+            "wl_classes": vc,
+            "wl_colours": result.num_colours(rounds),
+            "delta": delta,
+        },
+        (
+            "0-1 loss gap; binary classification",
+            "VC dimension taken as the 1-WL class count on the domain graphs (exact ceiling only "
+            "when the domain holds every graph of the input space, e.g. the atlas for n <= 7)",
+        ),
+        "Morris, Geerts, Tönshoff, Grohe. WL meet VC. ICML 2023; VC bound: Mohri et al. Cor 3.19",
+    )
+
+
+def unseen_colour_fraction(train, test, *, rounds: int, use_features: bool = True) -> Bound:
+    """OOD diagnostic (Yehudai et al. 2021; Le & Jegelka 2023): the fraction of test nodes whose
+    depth-``rounds`` 1-WL colour never occurs in the training graphs. An MPNN's output on such
+    nodes is not constrained by training. ``extra['graph_fraction']`` is the fraction of test
+    graphs with at least one unseen colour."""
+    from mpnn_gen.wl import refine
+
+    train_colours = refine(_graph_list(train), rounds, use_features=use_features).node_colours[
+        rounds
+    ]
+    test_result = refine(_graph_list(test, "test"), rounds, use_features=use_features)
+    unseen = ~torch.isin(test_result.node_colours[rounds], train_colours)
+    per_graph = torch.zeros(test_result.num_graphs, dtype=torch.long).index_add_(
+        0, test_result.batch, unseen.long()
+    )
+    return Bound(
+        "unseen_wl_colours",
+        float(unseen.double().mean()),
+        {"rounds": rounds, "test_nodes": int(unseen.numel()), "unseen_nodes": int(unseen.sum())},
+        (
+            f"node features as initial colours: {use_features}",
+            "colours from joint-comparable 64-bit hashes",
+        ),
+        "Yehudai et al. ICML 2021; Le & Jegelka 2023 (d-patterns)",
+        kind="diagnostic",
+        extra={"graph_fraction": float((per_graph > 0).double().mean())},
+    )
+
+
+def stability_verma_zhang(
+    model,
+    data,
+    train_mask: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    delta: float = 0.05,
+    loss_bound: float = 1.0,
+    loss_lipschitz: float = 1.0,
+) -> Bound:
+    """Uniform-stability bound for a one-layer GCN (node classification) trained by ``steps``
+    SGD steps of size ``lr`` (Verma & Zhang, KDD 2019):
+    ``2 beta + (4 m beta + M) sqrt(ln(1/delta) / (2 m))`` with
+    ``beta = 2 lr steps (L lambda_max B)^2 / m``: the convex-SGD stability of Hardt et al. with
+    the loss's Lipschitz constant in the weights, ``L lambda_max B``, where ``lambda_max`` is the
+    largest absolute eigenvalue of the layer's filter and ``B`` the largest feature norm."""
+    delta = _check_delta(delta)
+    layers = extract_layers(model)
+    graph_layers = [layer for layer in layers if layer.operator != "identity"]
+    if len(graph_layers) != 1:
+        raise ValueError(
+            f"stability_verma_zhang covers one-layer GCNs; model has {len(graph_layers)} "
+            "message-passing layers"
+        )
+    if not isinstance(train_mask, torch.Tensor) or train_mask.dtype != torch.bool:
+        raise TypeError(f"train_mask must be a bool tensor, got {train_mask!r}")
+    m = int(train_mask.sum())
+    if m == 0:
+        raise ValueError("train_mask selects no node; need at least one training node")
+    flat = as_graph_batch(data, use_features=False)
+    lam = float(operator_norm(graph_layers[0].operator, flat).max())
+    b = float(data.x.double().norm(dim=1).max())
+    beta = 2 * lr * steps * (loss_lipschitz * lam * b) ** 2 / m
+    value = 2 * beta + (4 * m * beta + loss_bound) * math.sqrt(math.log(1 / delta) / (2 * m))
+    return Bound(
+        "stability_verma_zhang",
+        value,
+        {"m": m, "lambda_max": lam, "B": b, "steps": steps, "lr": lr, "beta": beta, "delta": delta},
+        (
+            "one graph-convolution layer, loss convex and L-Lipschitz in the weights (as Verma & "
+            "Zhang: single-layer GCN), bounded by M",
+            "SGD with one example per step; beta from Hardt et al.'s convex argument",
+        ),
+        "Verma, Zhang. Stability and generalization of GCNs. KDD 2019",
+    )
+
+
+def transductive_rademacher_sgc(
+    features: torch.Tensor,
+    train_mask: torch.Tensor,
+    weight_norm: float,
+    *,
+    gamma: float = 1.0,
+    delta: float = 0.05,
+    samples: int = 256,
+    seed: int = 0,
+) -> Bound:
+    """El-Yaniv & Pechyony (2009) transductive Rademacher bound for a linear model on fixed
+    (already propagated, e.g. SGC's ``P^K X``) node features ``z_i`` with ``||w||_2 <= weight_norm``
+    (applied to GCNs by Esser et al., NeurIPS 2021). Gap term:
+    ``R/gamma + c0 Q sqrt(min(m, u)) + sqrt(S Q ln(1/delta) / 2)`` with ``Q = 1/m + 1/u``,
+    ``S = (m+u) / ((m+u-1/2)(1 - 1/(2 max(m,u))))``, ``c0 = sqrt(32 ln(4e)/3)`` and
+    ``R = Q weight_norm E||sum_i sigma_i z_i||_2`` (sigma_i = +-1 with probability
+    ``p = m u/(m+u)^2`` each, else 0), estimated from ``samples`` draws."""
+    gamma, delta = _check_gamma(gamma), _check_delta(delta)
+    if not isinstance(train_mask, torch.Tensor) or train_mask.dtype != torch.bool:
+        raise TypeError(f"train_mask must be a bool tensor, got {train_mask!r}")
+    m, total = int(train_mask.sum()), int(train_mask.numel())
+    u = total - m
+    if m == 0 or u == 0:
+        raise ValueError(f"need both training and test nodes, got m={m}, u={u}")
+    p = m * u / (m + u) ** 2
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.rand(samples, total, generator=generator, dtype=torch.float64)
+    sigma = (draws < p).double() - (draws > 1 - p).double()
+    expected_norm = float((sigma @ features.double()).norm(dim=1).mean())
+    q = 1 / m + 1 / u
+    s = (m + u) / ((m + u - 0.5) * (1 - 1 / (2 * max(m, u))))
+    rademacher = q * weight_norm * expected_norm
+    value = (
+        rademacher / gamma
+        + EL_YANIV_C0 * q * math.sqrt(min(m, u))
+        + math.sqrt(s * q * math.log(1 / delta) / 2)
+    )
+    return Bound(
+        "transductive_rademacher_sgc",
+        value,
+        {"m": m, "u": u, "rademacher": rademacher, "weight_norm": weight_norm, "samples": samples},
+        (
+            "linear model on fixed propagated features (SGC); gap of the gamma-margin loss on "
+            "the unlabelled nodes",
+            "Rademacher term by Monte Carlo over sigma",
+        ),
+        "El-Yaniv, Pechyony. Transductive Rademacher complexity. JAIR 2009; Esser, Vankadara, "
+        "Ghoshdastidar. NeurIPS 2021",
+    )

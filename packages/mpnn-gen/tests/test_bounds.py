@@ -1,0 +1,281 @@
+import math
+
+import mpnn_gen as M
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from mpnn_gen.graphs import as_graph_batch, to_pyg
+
+X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]])  # max feature norm B = 5
+
+
+def path_data(y=0):
+    return to_pyg(nx.path_graph(3), features=X.clone(), y=y)  # max degree 2, so d = 3
+
+
+def tiny_gcn():
+    model = M.GCN(2, 2, 2, depth=1)
+    with torch.no_grad():
+        model.convs[0].lin.weight.copy_(torch.diag(torch.tensor([2.0, 1.0])))  # s=2, F^2=5
+        model.readout.weight.copy_(torch.diag(torch.tensor([1.0, 3.0])))  # s=3, F^2=10
+    return model
+
+
+def tiny_mpgnn():
+    model = M.MPGNN(2, 2, 2, steps=2)
+    with torch.no_grad():
+        model.conv.lin_root.weight.copy_(torch.eye(2))
+        model.conv.lin_rel.weight.copy_(0.5 * torch.eye(2))  # stacked: s^2=1.25, F^2=2.5
+        model.readout.weight.copy_(torch.diag(torch.tensor([1.0, 2.0])))  # s=2, F^2=5
+    return model
+
+
+TRAIN = [path_data(), path_data(1)]  # m = 2
+
+
+def test_liao_gcn_by_hand():
+    bound = M.liao_gcn_pac_bayes(tiny_gcn(), TRAIN, delta=0.1, gamma=0.5)
+    # B^2 d^(l-1) l^2 h ln(lh) prod s^2 sum F^2/s^2 with B=5, d=3, l=2, h=2
+    complexity = 25 * 3 * 4 * 2 * math.log(4) * (4 * 9) * (5 / 4 + 10 / 9)
+    expected = math.sqrt((complexity + math.log(2 * 2 / 0.1)) / (0.25 * 2))
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+    assert bound.inputs["d"] == 3 and bound.inputs["B"] == pytest.approx(5.0)
+    assert any("d = max degree + 1" in a for a in bound.assumptions)
+
+
+def test_ju_replaces_degree_power_by_diffusion_norm():
+    bound = M.ju_pac_bayes(tiny_gcn(), TRAIN, delta=0.1, gamma=0.5)
+    # GCN's D^-1/2 (A+I) D^-1/2 has spectral norm exactly 1 on a connected graph.
+    assert bound.inputs["operator_norm_0"] == pytest.approx(1.0, abs=1e-9)
+    complexity = 25 * 1 * 4 * 2 * math.log(4) * (4 * 9) * (5 / 4 + 10 / 9)
+    expected = math.sqrt((complexity + math.log(2 * 2 / 0.1)) / (0.25 * 2))
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+    assert bound.value < M.liao_gcn_pac_bayes(tiny_gcn(), TRAIN, delta=0.1, gamma=0.5).value
+
+
+def test_compositional_by_hand():
+    bound = M.compositional_pac_bayes(tiny_gcn(), TRAIN, delta=0.1, gamma=0.5)
+    c_norm = 5 * 3**0.5  # B d^((n-1)/2), n = 2 matrices
+    eta = 1 / 12
+    complexity = 15 * 36 * (1 / 2 + 1 / 3) ** 2 * 2 * math.log(4) * c_norm**2 / eta**2
+    expected = math.sqrt((complexity + math.log(2 / 0.1 * 1)) / (0.25 * 2))
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+
+
+def test_liao_mpgnn_by_hand():
+    bound = M.liao_mpgnn_pac_bayes(tiny_mpgnn(), TRAIN, delta=0.1, gamma=0.5)
+    s1, sl, depth, h, d = 1.25**0.5, 2.0, 3, 4, 3
+    zeta, lam = min(s1, sl), s1 * sl
+    xi = ((d * s1) ** (depth - 1) - 1) / (d * s1 - 1)
+    growth = max(zeta ** (-(depth + 1)), (lam * xi) ** ((depth + 1) / depth))
+    complexity = 42**2 * 25 * growth**2 * depth**2 * h * math.log(4 * depth * h) * (2 * 2.5 + 5)
+    expected = math.sqrt((complexity + math.log(2 * 3 / 0.1)) / (0.25 * 2))
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+
+
+def test_liao_mpgnn_rejects_unshared_model():
+    with pytest.raises(ValueError, match="shared_steps"):
+        M.liao_mpgnn_pac_bayes(tiny_gcn(), TRAIN)
+
+
+def test_vc_wl_by_hand():
+    graphs = [to_pyg(nx.path_graph(3)), to_pyg(nx.complete_graph(3)), to_pyg(nx.path_graph(3))]
+    bound = M.vc_wl(tiny_gcn(), graphs, delta=0.05)
+    assert bound.inputs["rounds"] == 1 and bound.inputs["wl_classes"] == 2
+    expected = math.sqrt(2 * 2 * math.log(math.e * 3 / 2) / 3) + math.sqrt(math.log(20) / 6)
+    assert bound.value == pytest.approx(expected, rel=1e-12)
+
+
+def test_unseen_colours_by_hand():
+    train = [to_pyg(nx.path_graph(3))]
+    test = [to_pyg(nx.complete_graph(3)), to_pyg(nx.path_graph(3))]
+    # After one round a triangle node looks like the path's centre; after two it does not.
+    assert M.unseen_colour_fraction(train, test, rounds=1).value == 0.0
+    two = M.unseen_colour_fraction(train, test, rounds=2)
+    assert two.value == 0.5 and two.extra["graph_fraction"] == 0.5 and two.kind == "diagnostic"
+
+
+def test_stability_by_hand():
+    from torch_geometric.nn import GCNConv
+
+    data = path_data()
+    mask = torch.tensor([True, True, False])
+    bound = M.stability_verma_zhang(GCNConv(2, 2), data, mask, steps=10, lr=0.01, delta=0.1)
+    beta = 2 * 0.01 * 10 * (1 * 1.0 * 5) ** 2 / 2  # lambda_max = 1 for the GCN filter
+    expected = 2 * beta + (4 * 2 * beta + 1) * math.sqrt(math.log(10) / 4)
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+
+
+def test_transductive_by_hand():
+    z = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [3.0, 0.0]])
+    mask = torch.tensor([True, False, False, True])
+    bound = M.transductive_rademacher_sgc(z, mask, 2.0, gamma=0.5, delta=0.1, samples=64, seed=3)
+    m = u = 2
+    p = m * u / 16
+    draws = torch.rand(64, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    norms = []
+    for row in draws.tolist():
+        sigma = [1.0 if r < p else (-1.0 if r > 1 - p else 0.0) for r in row]
+        total = [sum(s * float(z[i, k]) for i, s in enumerate(sigma)) for k in range(2)]
+        norms.append(math.hypot(*total))
+    q = 1 / 2 + 1 / 2
+    s = 4 / (3.5 * (1 - 1 / 4))
+    c0 = math.sqrt(32 * math.log(4 * math.e) / 3)
+    expected = (
+        q * 2.0 * np.mean(norms) / 0.5 + c0 * q * math.sqrt(2) + math.sqrt(s * q * math.log(10) / 2)
+    )
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+    assert c0 == pytest.approx(5.05, abs=0.01)
+
+
+def scaled(model, factor):
+    with torch.no_grad():
+        model.readout.weight.mul_(factor)
+    return model
+
+
+@pytest.mark.parametrize(
+    "bound_fn", [M.liao_gcn_pac_bayes, M.ju_pac_bayes, M.compositional_pac_bayes]
+)
+def test_monotone_in_norms_samples_and_depth(bound_fn):
+    base = bound_fn(tiny_gcn(), TRAIN).value
+    assert math.isfinite(base) and base > 0
+    assert bound_fn(scaled(tiny_gcn(), 2.0), TRAIN).value > base
+    assert bound_fn(tiny_gcn(), TRAIN * 4).value < base
+    torch.manual_seed(0)
+    shallow, deep = M.GCN(2, 4, 2, depth=1), M.GCN(2, 4, 2, depth=3)
+    with torch.no_grad():
+        for model in (shallow, deep):
+            for p in model.parameters():
+                p.copy_(torch.eye(*p.shape) * 2.0) if p.dim() == 2 else p.zero_()
+    assert bound_fn(deep, TRAIN).value > bound_fn(shallow, TRAIN).value
+
+
+def test_mpgnn_monotone_in_steps():
+    two, four = tiny_mpgnn(), tiny_mpgnn()
+    four.shared_steps = 4
+    assert M.liao_mpgnn_pac_bayes(four, TRAIN).value > M.liao_mpgnn_pac_bayes(two, TRAIN).value
+
+
+@pytest.mark.parametrize("delta", [0, 1, 1.5, -0.1, True])
+def test_delta_outside_unit_interval(delta):
+    with pytest.raises(ValueError, match=r"delta must be a number in \(0, 1\)"):
+        M.liao_gcn_pac_bayes(tiny_gcn(), TRAIN, delta=delta)
+
+
+def test_empty_dataset_and_bad_gamma():
+    with pytest.raises(ValueError, match="empty dataset"):
+        M.ju_pac_bayes(tiny_gcn(), [])
+    with pytest.raises(ValueError, match="gamma must be a number > 0, got 0"):
+        M.ju_pac_bayes(tiny_gcn(), TRAIN, gamma=0)
+
+
+def dense_norm(operator, graph, eps=0.0):
+    a = nx.to_numpy_array(graph)
+    n = len(a)
+    degree = a.sum(1)
+    if operator == "gcn":
+        s = np.diag((degree + 1) ** -0.5)
+        p = s @ (a + np.eye(n)) @ s
+    elif operator == "sum_root":
+        p = np.hstack([np.eye(n), a])
+    elif operator == "mean_root":
+        p = np.hstack([np.eye(n), a / np.maximum(degree, 1)[:, None]])
+    else:
+        p = (1 + eps) * np.eye(n) + a
+    return np.linalg.norm(p, 2)
+
+
+@pytest.mark.parametrize("operator", ["gcn", "sum_root", "mean_root", "gin"])
+def test_operator_norm_matches_dense_svd(operator):
+    graphs = [nx.star_graph(5), nx.path_graph(4), nx.gnp_random_graph(9, 0.4, seed=1)]
+    batch = as_graph_batch(graphs)
+    norms = M.operator_norm(operator, batch, gin_eps=0.3, iterations=500)
+    expected = [dense_norm(operator, g, 0.3) for g in graphs]
+    np.testing.assert_allclose(norms.numpy(), expected, rtol=1e-6)
+
+
+def test_norm_extraction_for_standard_layers():
+    from torch_geometric.nn import GINConv, GraphConv, SAGEConv
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = GraphConv(3, 4)
+            self.b = SAGEConv(4, 5)
+            self.c = GINConv(
+                torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+            )
+            self.head = torch.nn.Linear(2, 2)
+
+    layers = M.extract_layers(Net())
+    assert [layer.operator for layer in layers] == [
+        "sum_root",
+        "mean_root",
+        "gin",
+        "identity",
+        "identity",
+    ]
+    assert [tuple(layer.weight.shape) for layer in layers] == [
+        (8, 3),
+        (10, 4),
+        (6, 5),
+        (2, 6),
+        (2, 2),
+    ]
+    w = layers[0].weight.detach().double()
+    assert layers[0].spectral == pytest.approx(float(np.linalg.norm(w.numpy(), 2)))
+
+
+def test_unknown_layer_names_itself_and_registration():
+    from torch_geometric.nn import GATConv
+
+    class WithGat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = GATConv(2, 2)
+
+    with pytest.raises(
+        M.UnsupportedLayerError, match=r"'attention' of type GATConv.*register_layer"
+    ):
+        M.extract_layers(WithGat())
+
+    class MyConv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.eye(2) * 3)
+
+    class WithCustom(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = MyConv()
+
+    M.register_layer(MyConv, lambda module: ([module.weight], "sum"))
+    layers = M.extract_layers(WithCustom())
+    assert layers[0].operator == "sum" and layers[0].spectral == pytest.approx(3.0)
+
+
+def test_measure_gap_counts_margin_errors():
+    class Fixed(torch.nn.Module):
+        def forward(self, x, edge_index, batch):
+            return torch.tensor([[2.0, 0.0], [0.5, 0.0]])[: int(batch.max()) + 1]
+
+    train = [path_data(0), path_data(0)]  # margins 2.0 and 0.5
+    test = [path_data(1), path_data(0)]  # margins -2.0 and 0.5
+    gap = M.measure_gap(Fixed(), train, test, gamma=1.0)
+    assert (gap.train_error, gap.train_margin_loss) == (0.0, 0.5)
+    assert (gap.test_error, gap.test_margin_loss) == (0.5, 1.0)
+    assert gap.gap == 0.5 and gap.margin_gap == 0.0
+
+
+def test_report_and_rank_correlation():
+    rows = []
+    for factor in (1.0, 2.0, 4.0):
+        rows += M.report(scaled(tiny_gcn(), factor), TRAIN, TRAIN, bounds=[M.ju_pac_bayes, M.vc_wl])
+    assert [row["bound"] for row in rows[:2]] == ["ju_pac_bayes", "vc_wl"]
+    assert all(row["vacuous"] for row in rows if row["bound"] == "ju_pac_bayes")
+    rows_with_gap = [{**row, "gap_01": i} for i, row in enumerate(rows)]
+    tau = M.rank_correlations(rows_with_gap)
+    assert tau["ju_pac_bayes"] == pytest.approx(1.0)
+    assert math.isnan(tau["vc_wl"])
