@@ -5,6 +5,8 @@ The kernels are re-exported here; the other submodules are imported on first use
 
 - :mod:`kernelkit.topk`: top-k masks and k-sparse codes with sparse-sparse scoring;
 - :mod:`kernelkit.scan`: the linear recurrence ``h_t = a_t * h_{t-1} + b_t``;
+- :mod:`kernelkit.cutnorm`: cut norm (exact, greedy, Alon-Naor SDP with a certified interval)
+  and weak regularity (Frieze-Kannan decompositions, step kernels);
 - :mod:`kernelkit.testing`: hypothesis strategies, tiny transformers, ``assert_close``;
 - :mod:`kernelkit.bench`: interleaved side-by-side timing;
 - :mod:`kernelkit.repro`: claims and reports;
@@ -15,6 +17,7 @@ The kernels are re-exported here; the other submodules are imported on first use
 
 from importlib.metadata import PackageNotFoundError, version
 
+from kernelkit.cutnorm import CutDecomposition, CutNormResult, cut_norm, frieze_kannan
 from kernelkit.scan import linear_scan, linear_scan_reference
 from kernelkit.topk import SparseCodes, topk_codes, topk_mask
 
@@ -24,8 +27,12 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "CutDecomposition",
+    "CutNormResult",
     "SparseCodes",
     "__version__",
+    "cut_norm",
+    "frieze_kannan",
     "linear_scan",
     "linear_scan_reference",
     "topk_codes",
