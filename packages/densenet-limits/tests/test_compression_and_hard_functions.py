@@ -1,0 +1,117 @@
+import itertools
+
+import pytest
+import torch
+from densenet_limits import (
+    MLP,
+    DenseMLP,
+    block_averages_of_inputs,
+    compress,
+    equal_block_average_pairs,
+    sample_hard_family,
+    witness,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernelkit.utils import torch_threads
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with torch_threads(1):
+        yield
+
+
+@pytest.mark.parametrize("method", ["weak_regularity", "kmeans"])
+@pytest.mark.parametrize("model", [DenseMLP([6, 20, 12, 2], 4.0, seed=1), MLP([6, 20, 1], seed=2)])
+def test_one_part_per_neuron_is_exact(method, model):
+    hidden = [w.shape[0] for w, _ in model.affine_layers()[:-1]]
+    result = compress(model, hidden if len(hidden) > 1 else hidden[0], method=method, samples=256)
+    assert result.max_error == 0.0
+    assert result.parts_used == tuple(hidden)
+
+
+@given(st.integers(1, 5), st.integers(0, 10))
+@settings(max_examples=10)
+def test_compressed_network_has_the_parts_it_reports(parts, seed):
+    model = MLP([4, 10, 3], seed=seed)
+    result = compress(model, parts, method="kmeans", samples=64, seed=seed)
+    assert 1 <= result.parts_used[0] <= parts
+    assert result.model.widths == (4, result.parts_used[0], 3)
+    assert result.max_error >= result.mean_error >= 0.0
+
+
+@pytest.mark.parametrize("method", ["weak_regularity", "kmeans"])
+def test_error_is_monotone_ish_in_parts(method):
+    # Stated tolerance: a doubling of parts may raise the RMS error by at most a factor 2 (the
+    # partition is found by a heuristic on weights, not by the output error), the finest
+    # partition beats the coarsest by a factor of 2, and one part per neuron is exact.
+    model = MLP([16, 128, 1], seed=0)
+    errors = [
+        compress(model, k, method=method, samples=512).relative_rms_error
+        for k in (2, 4, 8, 16, 32, 64, 96, 128)
+    ]
+    for coarse, fine in itertools.pairwise(errors[:-1]):
+        assert fine <= 2 * coarse
+    assert errors[-2] <= errors[0] / 2
+    assert errors[-1] == 0.0
+
+
+def test_merging_averages_incoming_and_sums_outgoing():
+    weight_in = torch.tensor([[1.0, 0.0], [3.0, 2.0]])
+    bias_in = torch.tensor([1.0, 3.0])
+    weight_out = torch.tensor([[2.0, 5.0]])
+    model = MLP.from_affine_layers([(weight_in, bias_in), (weight_out, torch.zeros(1))])
+    result = compress(model, 1, samples=8)
+    (w1, b1), (w2, _) = result.model.affine_layers()
+    assert w1.tolist() == [[2.0, 1.0]] and b1.tolist() == [2.0] and w2.tolist() == [[7.0]]
+
+
+@pytest.mark.parametrize(
+    ("parts", "match"),
+    [
+        (0, "parts must be >= 1"),
+        (21, "parts must be >= 1 and <= 20"),
+        ([3, 3], "one per hidden layer"),
+    ],
+)
+def test_bad_parts_raise(parts, match):
+    with pytest.raises(ValueError, match=match):
+        compress(MLP([4, 20, 1]), parts)
+
+
+def test_bad_method_and_model_raise():
+    with pytest.raises(ValueError, match="method must be one of"):
+        compress(MLP([4, 20, 1]), 3, method="spectral")
+    with pytest.raises(TypeError, match="model must be"):
+        compress(torch.nn.Linear(3, 3), 2)
+
+
+@given(st.integers(1, 6), st.sampled_from([1, 2, 4]))
+@settings(max_examples=15)
+def test_equal_block_average_pairs_defeat_block_readers(blocks_log, blocks):
+    dim = blocks * 2 * blocks_log
+    x, x_prime = equal_block_average_pairs(dim, blocks)
+    torch.testing.assert_close(
+        block_averages_of_inputs(x, blocks), block_averages_of_inputs(x_prime, blocks)
+    )
+    assert float(witness(x_prime) - witness(x)) == pytest.approx(0.5)
+
+
+def test_hard_family_targets_are_the_witness():
+    x, y = sample_hard_family(500, 33, generator=torch.Generator().manual_seed(0))
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    torch.testing.assert_close(y, witness(x))
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 0.5
+
+
+def test_hard_function_bad_inputs_raise():
+    with pytest.raises(ValueError, match="blocks of even size"):
+        equal_block_average_pairs(6, 2)
+    with pytest.raises(ValueError, match="multiple of blocks"):
+        block_averages_of_inputs(torch.rand(7), 2)
+    with pytest.raises(ValueError, match="finite"):
+        witness(torch.tensor([float("nan")]))
+    with pytest.raises(ValueError, match="count must be >= 1"):
+        sample_hard_family(0, 3)
