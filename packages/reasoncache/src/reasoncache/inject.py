@@ -1,0 +1,235 @@
+"""Injecting a :class:`ReasonCache` into a transformers causal LM so it cannot go silently wrong.
+
+Every call builds a fresh ``DynamicCache`` from the cache's parameters (forward and
+``generate()`` append to the cache object they are given, so reusing one would grow it), passes
+it under the keyword the installed transformers expects (``cache`` on 5.24+, ``past_key_values``
+before; never both), extends the 2-D attention mask by m ones in front, and derives position ids
+from that mask so real tokens start at position m even with left padding.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from reasoncache.cache import CacheMismatchError, ReasonCache, model_fingerprint
+
+__all__ = [
+    "attach",
+    "cache_keyword",
+    "detach",
+    "extend_attention_mask",
+    "forward_with_cache",
+    "fresh_dynamic_cache",
+    "generate_with_cache",
+    "gradient_checkpointing_enabled",
+    "real_key_values",
+]
+
+_CACHE_KEYWORDS = ("cache", "past_key_values")
+_ATTACHED = "_reasoncache_attached"
+
+
+def cache_keyword(model: Any) -> str:
+    """``"cache"`` or ``"past_key_values"``: the keyword this model's ``forward`` takes."""
+    parameters = inspect.signature(model.forward).parameters
+    for keyword in _CACHE_KEYWORDS:
+        if keyword in parameters:
+            return keyword
+    raise TypeError(
+        f"{type(model).__name__}.forward takes neither 'cache' nor 'past_key_values'; "
+        "a prefix cache needs a causal LM that accepts a key-value cache"
+    )
+
+
+def _check_compatible(model: Any, cache: ReasonCache) -> None:
+    if not isinstance(cache, ReasonCache):
+        raise TypeError(f"cache must be a ReasonCache, got {type(cache).__name__}")
+    fingerprint = model_fingerprint(model)
+    if cache.fingerprint != fingerprint:
+        raise CacheMismatchError(
+            f"cache was built for a model with fingerprint {cache.fingerprint[:12]}…, "
+            f"this model's is {fingerprint[:12]}…"
+        )
+
+
+def _model_dtype(model: Any) -> torch.dtype:
+    return next(p for p in model.parameters()).dtype
+
+
+def _model_device(model: Any) -> torch.device:
+    return next(p for p in model.parameters()).device
+
+
+def fresh_dynamic_cache(model: Any, cache: ReasonCache, batch_size: int) -> DynamicCache:
+    """A new ``DynamicCache`` holding the prefix, in the model's dtype, differentiable."""
+    key_values = cache.key_values(
+        batch_size, dtype=_model_dtype(model), device=_model_device(model)
+    )
+    return DynamicCache(key_values, config=model.config)
+
+
+def extend_attention_mask(
+    attention_mask: torch.Tensor | None, input_ids: torch.Tensor, num_slots: int
+) -> torch.Tensor:
+    """``ones(B, m) ⊕ attention_mask``; checks the mask covers exactly the input tokens."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else input_ids
+        raise ValueError(f"input_ids must be a 2-D [batch, seq] tensor, got {shape!r}")
+    batch, length = input_ids.shape
+    if attention_mask is None:
+        attention_mask = torch.ones(batch, length, dtype=torch.long, device=input_ids.device)
+    if attention_mask.dim() != 2 or tuple(attention_mask.shape) != (batch, length):
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, length)} "
+            f"(one column per input token; the {num_slots} prefix columns are added here, so do "
+            "not pass an already extended or a 4-D mask)"
+        )
+    prefix = torch.ones(batch, num_slots, dtype=attention_mask.dtype, device=attention_mask.device)
+    return torch.cat([prefix, attention_mask], dim=1)
+
+
+def _positions(extended_mask: torch.Tensor, num_slots: int) -> torch.Tensor:
+    positions = extended_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(extended_mask == 0, 0)[:, num_slots:]
+
+
+def gradient_checkpointing_enabled(model: Any) -> bool:
+    """Whether activation checkpointing is on (the attribute was renamed in transformers 5)."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name) or hasattr(model, name):
+            return bool(getattr(model, name))
+    return False
+
+
+def _refuse_gradient_checkpointing(model: Any) -> None:
+    if gradient_checkpointing_enabled(model) and model.training:
+        raise RuntimeError(
+            "gradient checkpointing is enabled on the model: its recomputation would append the "
+            "prefix to the cache twice. Call model.gradient_checkpointing_disable() before "
+            "training a ReasonCache (activation memory is that of the full sequence)."
+        )
+
+
+def _prepare(
+    model: Any,
+    reason_cache: ReasonCache,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    _check_compatible(model, reason_cache)
+    for keyword in _CACHE_KEYWORDS:
+        if kwargs.get(keyword) is not None:
+            raise ValueError(
+                f"{keyword!r} was passed together with a ReasonCache; the prefix cache is built "
+                "per call, so pass neither 'cache' nor 'past_key_values'"
+            )
+        kwargs.pop(keyword, None)
+    if kwargs.get("position_ids") is not None:
+        raise ValueError("position_ids are derived from the extended mask; do not pass them")
+    kwargs.pop("position_ids", None)
+    extended = extend_attention_mask(attention_mask, input_ids, reason_cache.num_slots)
+    kwargs[cache_keyword(model)] = fresh_dynamic_cache(model, reason_cache, input_ids.shape[0])
+    kwargs["attention_mask"] = extended
+    return kwargs
+
+
+def forward_with_cache(
+    model: Any,
+    reason_cache: ReasonCache,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``model(input_ids, ...)`` with the prefix in every layer; logits cover the n inputs only."""
+    _refuse_gradient_checkpointing(model)
+    kwargs = _prepare(model, reason_cache, input_ids, attention_mask, kwargs)
+    kwargs["position_ids"] = _positions(kwargs["attention_mask"], reason_cache.num_slots)
+    return _original(model, "forward")(input_ids=input_ids, **kwargs)
+
+
+def generate_with_cache(
+    model: Any,
+    reason_cache: ReasonCache,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    **generate_kwargs: Any,
+) -> torch.Tensor:
+    """``model.generate`` with the prefix; returns the input tokens followed by new ones."""
+    generate_kwargs = _prepare(model, reason_cache, input_ids, attention_mask, generate_kwargs)
+    # generate() derives position ids from the (extended) mask itself: real tokens start at m.
+    return _original(model, "generate")(input_ids=input_ids, **generate_kwargs)
+
+
+def _original(model: Any, name: str) -> Any:
+    """The model's own bound method, bypassing an :func:`attach` wrapper."""
+    return getattr(type(model), name).__get__(model)
+
+
+def attach(model: Any, cache: ReasonCache) -> Any:
+    """Make plain ``model(...)`` and ``model.generate(...)`` use ``cache``; returns ``model``.
+
+    A call that already passes a non-empty cache object (a decoding step, or generate()'s own
+    steps) is forwarded untouched: that cache is trusted to hold the prefix already.
+    """
+    _check_compatible(model, cache)
+    if getattr(model, _ATTACHED, None) is not None:
+        raise RuntimeError("a ReasonCache is already attached to this model; call detach() first")
+    keyword = cache_keyword(model)
+    forward, generate = _original(model, "forward"), _original(model, "generate")
+
+    @functools.wraps(forward)
+    def forward_attached(*args: Any, **kwargs: Any) -> Any:
+        given = kwargs.get(keyword, kwargs.get("past_key_values"))
+        if given is not None and given.get_seq_length() > 0:
+            return forward(*args, **kwargs)
+        if given is not None:
+            raise ValueError(
+                "an empty cache object was passed to a model with an attached ReasonCache; "
+                "pass no cache (the prefix is injected) or one that already holds the prefix"
+            )
+        input_ids = kwargs.pop("input_ids", args[0] if args else None)
+        attention_mask = kwargs.pop("attention_mask", args[1] if len(args) > 1 else None)
+        return forward_with_cache(model, cache, input_ids, attention_mask, **kwargs)
+
+    @functools.wraps(generate)
+    def generate_attached(input_ids: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        attention_mask = kwargs.pop("attention_mask", None)
+        return generate_with_cache(model, cache, input_ids, attention_mask, **kwargs)
+
+    model.forward = forward_attached
+    model.generate = generate_attached
+    setattr(model, _ATTACHED, cache)
+    return model
+
+
+def detach(model: Any) -> ReasonCache:
+    """Undo :func:`attach`; returns the cache that was attached."""
+    cache = getattr(model, _ATTACHED, None)
+    if cache is None:
+        raise RuntimeError("no ReasonCache is attached to this model")
+    del model.forward, model.generate
+    delattr(model, _ATTACHED)
+    return cache
+
+
+@torch.no_grad()
+def real_key_values(model: Any, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer ``(K, V)`` ``[H_kv, n, head_dim]`` of one unpadded text run through the model.
+
+    Keys carry RoPE rotations for positions 0..n-1, which is why queries after such a cache start
+    at position n.
+    """
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+        raise ValueError(
+            f"input_ids must be one unpadded sequence of shape [1, n], got {tuple(input_ids.shape)}"
+        )
+    keyword = cache_keyword(model)
+    store = DynamicCache(config=model.config)
+    _original(model, "forward")(input_ids=input_ids, use_cache=True, **{keyword: store})
+    return [(layer.keys[0].float(), layer.values[0].float()) for layer in store.layers]
