@@ -388,15 +388,81 @@ def load_preferences(path: str | Path):
     return dataset
 
 
-def _bbq_biased_answer(item: dict) -> int | None:
-    """Index of the answer a stereotype would pick, or ``None`` when the tags do not say."""
-    stereotyped = {s.lower() for s in item["additional_metadata"].get("stereotyped_groups", [])}
-    tags = {int(key[-1]): str(info[1]).lower() for key, info in item["answer_info"].items()}
-    targets = [i for i, tag in tags.items() if tag != "unknown" and tag in stereotyped]
-    others = [i for i, tag in tags.items() if tag != "unknown" and tag not in stereotyped]
-    if len(targets) != 1 or len(others) != 1:
-        return None
-    return targets[0] if item["question_polarity"] == "neg" else others[0]
+BBQ_FIELDS = (
+    "category",
+    "question_polarity",
+    "answer_info",
+    "additional_metadata",
+    "context",
+    "question",
+    "ans0",
+    "ans1",
+    "ans2",
+    "label",
+)
+_BBQ_GENDER = {
+    **dict.fromkeys(("man", "men", "boy", "boys"), "m"),
+    **dict.fromkeys(("woman", "women", "girl", "girls"), "f"),
+}
+
+
+def _bbq_tag(value: object) -> str:
+    """A BBQ group tag in one spelling: ``low SES`` = ``lowSES``, ``F-Black`` = ``Black``, ``woman`` = ``F``."""
+    tag = str(value).strip().lower().replace(" ", "")
+    if tag.startswith(("m-", "f-")):
+        tag = tag[2:]
+    if tag.startswith("trans"):
+        return "trans"
+    return _BBQ_GENDER.get(tag, tag)
+
+
+def _bbq_item(item: object, where: str) -> tuple[list[str], list[tuple[str, str]], int]:
+    """Validate one BBQ row; return its answers, ``(text, tag)`` per answer and the gold index."""
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: a BBQ row must be a JSON object, got {type(item).__name__}")
+    missing = [name for name in BBQ_FIELDS if name not in item]
+    if missing:
+        raise ValueError(f"{where}: BBQ row lacks the field(s) {missing}; it has {sorted(item)}")
+    label = item["label"]
+    if isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1, 2):
+        raise ValueError(f"{where}: BBQ 'label' must be 0, 1 or 2 (the gold answer), got {label!r}")
+    if item["question_polarity"] not in ("neg", "nonneg"):
+        raise ValueError(
+            f"{where}: BBQ 'question_polarity' must be 'neg' or 'nonneg', got {item['question_polarity']!r}"
+        )
+    info = item["answer_info"]
+    keys = ("ans0", "ans1", "ans2")
+    if not isinstance(info, dict) or any(
+        not isinstance(info.get(key), list) or len(info[key]) != 2 for key in keys
+    ):
+        raise ValueError(
+            f"{where}: BBQ 'answer_info' must map ans0, ans1 and ans2 to [text, group tag], got {info!r}"
+        )
+    if not isinstance(item["additional_metadata"], dict):
+        raise ValueError(f"{where}: BBQ 'additional_metadata' must be an object")
+    answers = [item[key] for key in keys]
+    if not all(isinstance(a, str) for a in [*answers, item["context"], item["question"]]):
+        raise ValueError(f"{where}: BBQ context, question and ans0-ans2 must be strings")
+    return answers, [(str(info[key][0]), str(info[key][1])) for key in keys], label
+
+
+def _bbq_biased_answer(item: dict, tags: list[tuple[str, str]]) -> int | None:
+    """Index of the answer a stereotype would pick, or ``None`` when the tags do not say.
+
+    The stereotyped group is found by the answer's group tag (spellings normalised as in BBQ's
+    analysis scripts) and, failing that, by the answer's short text (Nationality tags regions).
+    """
+    stereotyped = item["additional_metadata"].get("stereotyped_groups") or []
+    if isinstance(stereotyped, str):
+        stereotyped = [stereotyped]
+    stereotyped = {_bbq_tag(s) for s in stereotyped}
+    known = [i for i, (_, tag) in enumerate(tags) if tag.lower() != "unknown"]
+    for key in (lambda i: _bbq_tag(tags[i][1]), lambda i: _bbq_tag(tags[i][0])):
+        targets = [i for i in known if key(i) in stereotyped]
+        others = [i for i in known if key(i) not in stereotyped]
+        if len(targets) == 1 and len(others) == 1:
+            return targets[0] if item["question_polarity"] == "neg" else others[0]
+    return None
 
 
 def load_bbq(paths: str | Path | list[str | Path]):
@@ -404,9 +470,11 @@ def load_bbq(paths: str | Path | list[str | Path]):
 
     Chosen is the gold answer; rejected is the stereotype-consistent answer when that is wrong,
     else the "unknown" answer. The canonical first response is the stereotype-consistent answer
-    (``orientation``), ``group`` is the category index, ``label`` is 1 when the
-    stereotype-consistent answer is correct. Items whose answer tags do not identify the
-    stereotyped answer are skipped. BBQ has no counterfactual twins.
+    (``orientation``), ``group`` is the index of the category in the sorted ``categories``,
+    ``label`` is 1 when the stereotype-consistent answer is correct. Items whose answer tags do
+    not identify the stereotyped answer are skipped. BBQ has no counterfactual twins.
+    Malformed rows (invalid JSON, a missing field, a label outside 0-2, answer info that is not
+    ``[text, tag]`` per answer) raise ``ValueError`` naming the file and line.
     """
     from datasets import Dataset
 
@@ -419,28 +487,33 @@ def load_bbq(paths: str | Path | list[str | Path]):
         if not path.is_file():
             raise FileNotFoundError(f"BBQ file {str(path)!r} does not exist")
         with path.open(encoding="utf-8") as handle:
-            items.extend(json.loads(line) for line in handle if line.strip())
-    categories = sorted({item["category"] for item in items})
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{where} is not valid JSON: {err}") from err
+                items.append((item, where, *_bbq_item(item, where)))
+    if not items:
+        raise ValueError(f"no BBQ rows in {[str(p) for p in paths]}")
+    categories = sorted({str(item["category"]) for item, *_ in items})
     rows: dict[str, list] = {
         name: []
         for name in ("prompt", "chosen", "rejected", GROUP_COLUMN, ORIENTATION_COLUMN, LABEL_COLUMN)
     }
-    for item in items:
-        biased = _bbq_biased_answer(item)
+    for item, _, answers, tags, gold in items:
+        biased = _bbq_biased_answer(item, tags)
         if biased is None:
             continue
-        answers = [item["ans0"], item["ans1"], item["ans2"]]
-        gold = int(item["label"])
-        unknown = next(
-            int(k[-1])
-            for k, info in item["answer_info"].items()
-            if str(info[1]).lower() == "unknown"
-        )
-        rejected = biased if biased != gold else unknown
+        # with the stereotyped and the other answer identified, the third one is "unknown"
+        unknown = next(i for i, (_, tag) in enumerate(tags) if tag.lower() == "unknown")
+        rejected = unknown if biased == gold else biased
         rows["prompt"].append(f"{item['context']}\n{item['question']}\n")
         rows["chosen"].append(answers[gold])
         rows["rejected"].append(answers[rejected])
-        rows[GROUP_COLUMN].append(categories.index(item["category"]))
+        rows[GROUP_COLUMN].append(categories.index(str(item["category"])))
         rows[ORIENTATION_COLUMN].append(1 if biased == gold else -1)
         rows[LABEL_COLUMN].append(int(biased == gold))
     if not rows["prompt"]:
