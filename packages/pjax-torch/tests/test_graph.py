@@ -211,3 +211,70 @@ def test_bad_inputs_raise_clear_errors():
         make_optimizer("sgd")
     with pytest.raises(ValueError, match="consensus_weight must be"):
         DouglasRachford(consensus_weight="two")
+
+
+def _sweep_case(kind):
+    g = torch.Generator().manual_seed(3)
+    if kind == "mlp":
+        model, x, classes = nn.MLP([6, 5, 4, 3]), torch.randn(7, 6, generator=g), 3
+    elif kind == "cnn":
+        model, x, classes = nn.CNN(1, 3, 6, 4), torch.randn(2, 1, 6, 6, generator=g), 4
+    else:
+        model, x, classes = nn.RNNClassifier(2, 4, 3), torch.randn(5, 3, 2, generator=g), 3
+    y = torch.randint(0, classes, (x.shape[0],), generator=g)
+    params = model.init(torch.Generator().manual_seed(0), torch.float64)
+    return params, lambda p: api.cross_entropy(model(p, x.double()), y)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "rnn"])
+@pytest.mark.parametrize("name", ["ap", "ar", "dr", "dm", "cyclic-ap", "cyclic-dr"])
+def test_batched_sweep_gives_the_per_node_iterates(kind, name):
+    params, fn = _sweep_case(kind)
+    weighting = "count" if name == "dr" else "one"
+    runs = {}
+    for sweep in ("per_node", "batched"):
+        optimizer = make_optimizer(
+            name, steps_per_update=5, consensus_weight=weighting, sweep=sweep
+        )
+        new, _ = optimizer.update(fn, params)
+        new, _ = optimizer.update(fn, new)  # a second mini-batch from the new parameters
+        runs[sweep] = new, optimizer
+    (reference, slow), (batched, fast) = runs["per_node"], runs["batched"]
+    for key in params:
+        assert torch.allclose(batched[key], reference[key], rtol=0, atol=1e-12)
+    assert fast.last_residuals == pytest.approx(slow.last_residuals, rel=0, abs=1e-12)
+    slow_ops, fast_ops = slow.last_graph.operations, fast.last_graph.operations
+    for a, b in zip(slow_ops, fast_ops, strict=True):
+        for x, y in zip(slow.last_state[a], fast.last_state[b], strict=True):
+            assert torch.allclose(y, x, rtol=0, atol=1e-12)
+    # the batched sweep really groups: fewer projection calls than operations in every class
+    for members in fast.classes(fast.last_graph):
+        operations = [v for v in members if hasattr(v, "spec") and not v.spec.is_output_constraint]
+        groups = fast.last_graph.sweep_groups(members)
+        assert sum(len(group.members) for group in groups) == len(operations)
+        if kind == "rnn":
+            assert len(groups) == 1  # 2T dot nodes (two fan-ins) or T fused ReLUs: one call
+
+
+def test_sweep_groups_merge_by_operator_and_keep_unknown_kinds_single():
+    from pjax_torch.graph import make_sweep_groups
+
+    x = api.parameter(torch.randn(4, 3), "x")
+    v = api.parameter(torch.randn(4, 5), "v")
+    wide, narrow = api.matmul(x, api.parameter(torch.randn(3, 2), "w")), api.dot(v, v)
+    pools = [api.max(api.parameter(torch.randn(2, n), f"p{n}")) for n in (2, 2, 3)]
+    signs = [api.sign(x), api.sign(api.parameter(torch.randn(5), "s"))]
+    four_level = api.quantize(x, 4)
+    groups = make_sweep_groups([wide, narrow, *pools, *signs, four_level])
+    by_members = sorted((g.spec.name, g.layout, len(g.members)) for g in groups)
+    assert by_members == [
+        ("dot", "staged", 2),  # fan-ins 3 and 5: one scalar solve
+        ("max", "rows", 1),  # fan-in 3
+        ("max", "rows", 2),  # fan-in 2
+        ("quantize", "elementwise", 1),  # other keyword arguments (levels=4)
+        ("quantize", "elementwise", 2),
+    ]
+    with pytest.raises(ValueError, match="sweep must be"):
+        DouglasRachford(sweep="fast")
+    with pytest.raises(ValueError, match="sweep must be"):
+        Graph(wide, sweep="fast")

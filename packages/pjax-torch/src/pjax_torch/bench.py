@@ -1,5 +1,6 @@
 """Time per projection update against one Adam step on the same model and batch, across widths
-and depths (how the cost of the per-edge copies grows)."""
+and depths (how the cost of the per-edge copies grows), and the batched sweep against the
+per-node sweep on one MLP update."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from kernelkit.utils import torch_threads
 from pjax_torch import api, nn
 from pjax_torch.optim import DouglasRachford
 
-__all__ = ["run"]
+__all__ = ["run", "sweep_speedup"]
 
 
 def run(quick: bool = True, device: str | torch.device | None = None) -> list[Comparison]:
@@ -63,4 +64,37 @@ def run(quick: bool = True, device: str | torch.device | None = None) -> list[Co
                         },
                     )
                 )
+        results.append(sweep_speedup(quick=quick, device=device))
     return results
+
+
+def sweep_speedup(
+    quick: bool = True, device: str | torch.device | None = None, sizes=(64, 32, 32, 10)
+) -> Comparison:
+    """One DR update of an MLP with the per-node sweep (A) and the batched sweep (B), one
+    thread; ``ratio`` is the batched sweep's speed-up (their iterates agree to rounding)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    batch, steps = (64, 10) if quick else (256, 50)
+    g = torch.Generator().manual_seed(0)
+    model = nn.MLP(list(sizes))
+    params = {k: v.to(device) for k, v in model.init(g).items()}
+    x = torch.rand(batch, sizes[0], generator=g).to(device)
+    y = torch.randint(0, sizes[-1], (batch,), generator=g).to(device)
+    updates = {}
+    for sweep in ("per_node", "batched"):
+        optimizer = DouglasRachford(steps_per_update=steps, sweep=sweep)
+        updates[sweep] = lambda optimizer=optimizer: optimizer.update(
+            lambda p: api.cross_entropy(model(p, x), y), params
+        )
+    return compare(
+        updates["per_node"],
+        updates["batched"],
+        name=f"MLP {'-'.join(map(str, sizes))} sweep",
+        label_a=f"per-node sweep DR update ({steps} iterations)",
+        label_b="batched sweep DR update",
+        warmup=1,
+        repeats=5 if quick else 7,
+        device=device,
+        threads=1,
+        meta={"batch": batch, "sizes": list(sizes), "iterations_per_update": steps},
+    )

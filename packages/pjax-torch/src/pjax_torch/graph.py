@@ -21,14 +21,31 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from pjax_torch.ops import OperationSpec
+from pjax_torch.ops import OperationSpec, bilinear, identity, quantize, sum_relu
+from pjax_torch.ops import max as max_op
+from pjax_torch.ops import sum as sum_op
 
 State = dict["Operation", tuple[torch.Tensor, ...]]
 ConsensusWeight = Literal["one", "count"]
+Sweep = Literal["batched", "per_node"]
+
+# Projections split into (prepare, solve, finish) stages: ``prepare`` reduces one node's inputs
+# to per-entry scalars (plus the vectors ``finish`` needs), ``solve`` works on any flat batch
+# of those scalars, and ``finish`` returns the node's projection from its slice of the solution.
+STAGED_OPERATIONS = {
+    bilinear._project: (bilinear._prepare, bilinear._solve, bilinear._finish),
+    sum_op._project: (sum_op._prepare, sum_op._solve, sum_op._finish),
+    sum_relu._project: (sum_relu._prepare, sum_relu._solve, sum_relu._finish),
+}
+# Operations whose members are concatenated row by row when their fan-in is equal.
+ROW_OPERATIONS = {max_op._project}
+# Elementwise operations: every entry is its own row, and members are concatenated.
+ELEMENTWISE_OPERATIONS = {identity._project, quantize._project}
 
 
 class GraphColouringError(ValueError):
@@ -125,12 +142,22 @@ class Graph:
     ``outputs`` are the final nodes (usually output constraints). ``consensus_weight`` is the
     weight on an operation's output term: ``"one"`` as in the reference code, or ``"count"``,
     the number of copies of the output, which makes each node's step the exact projection in
-    the product space of copies.
+    the product space of copies. ``sweep`` is ``"batched"`` (one projection call per group of
+    like operations in a class) or ``"per_node"`` (one call per operation; the reference).
     """
 
-    def __init__(self, outputs: Node | Sequence[Node], consensus_weight: ConsensusWeight = "one"):
+    def __init__(
+        self,
+        outputs: Node | Sequence[Node],
+        consensus_weight: ConsensusWeight = "one",
+        sweep: Sweep = "batched",
+    ):
         if consensus_weight not in ("one", "count"):
             raise ValueError(f"consensus_weight must be 'one' or 'count', got {consensus_weight!r}")
+        if sweep not in ("batched", "per_node"):
+            raise ValueError(f"sweep must be 'batched' or 'per_node', got {sweep!r}")
+        self.sweep = sweep
+        self._groups: dict[tuple[int, ...], list[SweepGroup]] = {}
         outputs = [outputs] if isinstance(outputs, Node) else list(outputs)
         if not outputs or not all(isinstance(o, Node) for o in outputs):
             raise TypeError(
@@ -226,6 +253,7 @@ class Graph:
         pull_memo: dict = {}
         values: dict[Node, torch.Tensor] = {}
         new_state = dict(state)
+        requests: dict[Operation, tuple] = {}  # operation -> (inputs, target, weight)
         for vertex in members:
             if isinstance(vertex, Constant):
                 values[vertex] = vertex.value
@@ -241,11 +269,29 @@ class Graph:
                     weight = self.copy_counts[vertex] if self.consensus_weight == "count" else 1.0
                 else:
                     target, weight = vertex.spec.forward(*inputs, **vertex.kwargs), 1.0
+                requests[vertex] = (inputs, target, weight)
+        if self.sweep == "per_node":
+            for vertex, (inputs, target, weight) in requests.items():
                 projected = vertex.spec.project(*inputs, target, weight, **vertex.kwargs).point[:-1]
                 new_state[vertex] = projected
                 values[vertex] = vertex.spec.forward(*projected, **vertex.kwargs)
+        else:
+            for group in self.sweep_groups(members):
+                for vertex, projected, output in group.project(requests):
+                    new_state[vertex] = projected
+                    values[vertex] = output
         self._push(new_state, members, values)
         return new_state
+
+    def sweep_groups(self, members: Sequence[Node]) -> list[SweepGroup]:
+        """The batched sweep's projection calls for a class (computed once, then cached)."""
+        key = tuple(map(id, members))
+        if key not in self._groups:
+            operations = [
+                v for v in members if isinstance(v, Operation) and not v.spec.is_output_constraint
+            ]
+            self._groups[key] = make_sweep_groups(operations)
+        return self._groups[key]
 
     def _push(self, new_state: State, members: Sequence[Node], values: dict) -> None:
         member_set = set(members)
@@ -362,3 +408,130 @@ class Graph:
             taken = {colour[o] for o in self.neighbours[node] if o in colour}
             colour[node] = next(c for c in range(len(taken) + 1) if c not in taken)
         return [[v for v in order if colour[v] == c] for c in range(max(colour.values()) + 1)]
+
+
+# --- the batched sweep -----------------------------------------------------------------------
+
+
+@dataclass
+class SweepGroup:
+    """Operations of one class projected by one call: same spec, keyword arguments and dtype.
+
+    ``layout`` is ``"staged"`` (one scalar solve for all members, see
+    :data:`STAGED_OPERATIONS`), ``"rows"`` (rows of equal length concatenated),
+    ``"elementwise"`` (entries concatenated) or ``"single"`` (one operation of another kind,
+    projected as it is).
+    """
+
+    spec: OperationSpec
+    kwargs: dict
+    layout: Literal["staged", "rows", "elementwise", "single"]
+    members: list[Operation]
+
+    def __post_init__(self) -> None:
+        self.sizes = [m.value.numel() for m in self.members]
+
+    def _split(self, flat: torch.Tensor | None, shapes: list) -> list:
+        if flat is None:
+            return [None] * len(shapes)
+        parts = (flat,) if len(shapes) == 1 else torch.split(flat, self.sizes)
+        return [p.reshape(shape) for p, shape in zip(parts, shapes, strict=True)]
+
+    @staticmethod
+    def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def project(self, requests: dict[Operation, tuple]):
+        """Yield ``(operation, projected inputs, f(projected inputs))`` for every member.
+
+        ``requests`` maps each member to its (input copies, output target, weight)."""
+        spec, kwargs = self.spec, self.kwargs
+        batch = [requests[m] for m in self.members]
+        if self.layout == "single":
+            ((inputs, target, weight),) = batch
+            projected = spec.project(*inputs, target, weight, **kwargs).point[:-1]
+            yield self.members[0], projected, spec.forward(*projected, **kwargs)
+            return
+        if self.layout == "staged":
+            prepare, solve, finish = STAGED_OPERATIONS[spec.project]
+            prepared = [prepare(*inputs, target, weight) for inputs, target, weight in batch]
+            scalars = [
+                self._cat([p[0][i].reshape(-1) for p in prepared])
+                for i in range(len(prepared[0][0]))
+            ]
+            shapes = [m.shape for m in self.members]
+            solved = [self._split(x, shapes) for x in solve(*scalars)]
+            for i, (member, (_, vectors)) in enumerate(zip(self.members, prepared, strict=True)):
+                projected = finish(*vectors, *(x[i] for x in solved)).point[:-1]
+                yield member, projected, spec.forward(*projected, **kwargs)
+            return
+
+        # "rows" and "elementwise": concatenate the members' entries, project once, split back
+        def flat(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(-1) if self.layout == "elementwise" else t.reshape(-1, t.shape[-1])
+
+        inputs = [self._cat([flat(r[0][i]) for r in batch]) for i in range(len(batch[0][0]))]
+        targets = [r[1].reshape(-1) for r in batch]
+        weights = [r[2] for r in batch]
+        if all(not isinstance(w, torch.Tensor) for w in weights) and len(set(weights)) == 1:
+            weight = weights[0]
+        else:  # a tensor of weights, filled where a member has a number (1·x is exact)
+            weight = self._cat(
+                [
+                    w.reshape(-1) if isinstance(w, torch.Tensor) else torch.full_like(t, w)
+                    for w, t in zip(weights, targets, strict=True)
+                ]
+            )
+        projected = spec.project(*inputs, self._cat(targets), weight, **kwargs).point[:-1]
+        if self.layout == "rows":
+            sizes = self.sizes
+        else:
+            sizes = [m.parents[0].value.numel() for m in self.members]
+        pieces = [[p] if len(sizes) == 1 else list(torch.split(p, sizes)) for p in projected]
+        for i, member in enumerate(self.members):
+            values = tuple(
+                piece[i].reshape(parent.shape)
+                for piece, parent in zip(pieces, member.parents, strict=True)
+            )
+            yield member, values, spec.forward(*values, **kwargs)
+
+
+def _kwargs_key(kwargs: dict):
+    """A hashable key for keyword arguments, or None when they cannot be compared (tensors)."""
+    try:
+        key = tuple(sorted(kwargs.items()))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def make_sweep_groups(operations: Sequence[Operation]) -> list[SweepGroup]:
+    """Group a class's graph operations into as few projection calls as possible.
+
+    Operations are grouped by projection, keyword arguments, dtype and device (and ``max`` by
+    fan-in too). Operations of other kinds, or with keyword arguments that do not compare
+    (tensors), stay single.
+    """
+    buckets: dict[tuple, list[Operation]] = {}
+    singles: list[SweepGroup] = []
+    for op in operations:
+        project = op.spec.project
+        layout = (
+            "staged"
+            if project in STAGED_OPERATIONS
+            else "rows"
+            if project in ROW_OPERATIONS
+            else "elementwise"
+            if project in ELEMENTWISE_OPERATIONS
+            else None
+        )
+        kwargs_key = _kwargs_key(op.kwargs)
+        if layout is None or kwargs_key is None:
+            singles.append(SweepGroup(op.spec, op.kwargs, "single", [op]))
+            continue
+        fan_in = op.parents[0].shape[-1] if layout == "rows" else None
+        key = (project, layout, kwargs_key, op.value.dtype, op.value.device, fan_in)
+        buckets.setdefault(key, []).append(op)
+    groups = [SweepGroup(ops[0].spec, ops[0].kwargs, key[1], ops) for key, ops in buckets.items()]
+    return groups + singles

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from pjax_torch.api import parameter
-from pjax_torch.graph import ConsensusWeight, Graph, Node, State
+from pjax_torch.graph import ConsensusWeight, Graph, Node, State, Sweep
 
 __all__ = [
     "ALGORITHMS",
@@ -67,11 +67,19 @@ class Optimizer:
     ``steps_per_update`` iterations run per mini-batch (50 in the paper's code).
     ``consensus_weight`` is ``"one"`` (the reference code) or ``"count"`` (each node's output
     term weighted by its number of copies: the exact projection in the space of copies).
+    ``sweep`` is ``"batched"`` (default: one projection call per group of like operations in a
+    colour class) or ``"per_node"`` (one call per operation, the readable reference); both give
+    the same iterates up to rounding.
     """
 
     bipartite = True
 
-    def __init__(self, steps_per_update: int = 50, consensus_weight: ConsensusWeight = "one"):
+    def __init__(
+        self,
+        steps_per_update: int = 50,
+        consensus_weight: ConsensusWeight = "one",
+        sweep: Sweep = "batched",
+    ):
         if (
             isinstance(steps_per_update, bool)
             or not isinstance(steps_per_update, int)
@@ -80,8 +88,11 @@ class Optimizer:
             raise ValueError(f"steps_per_update must be an int >= 1, got {steps_per_update!r}")
         if consensus_weight not in ("one", "count"):
             raise ValueError(f"consensus_weight must be 'one' or 'count', got {consensus_weight!r}")
+        if sweep not in ("batched", "per_node"):
+            raise ValueError(f"sweep must be 'batched' or 'per_node', got {sweep!r}")
         self.steps_per_update = steps_per_update
         self.consensus_weight = consensus_weight
+        self.sweep = sweep
         self.last_residuals: list[float] = []
         self.last_graph: Graph | None = None
 
@@ -103,7 +114,7 @@ class Optimizer:
             raise TypeError("params must be a non-empty mapping of name to tensor")
         steps = self.steps_per_update if steps_per_update is None else steps_per_update
         nodes = {name: parameter(value.detach(), name) for name, value in params.items()}
-        graph = Graph(fn(nodes), consensus_weight=self.consensus_weight)
+        graph = Graph(fn(nodes), consensus_weight=self.consensus_weight, sweep=self.sweep)
         unused = sorted(set(params) - set(graph.parameters))
         if unused:
             raise ValueError(f"parameters {unused} do not appear in the traced graph")
@@ -145,8 +156,9 @@ class DouglasRachford(Optimizer):
         steps_per_update: int = 50,
         consensus_weight: ConsensusWeight = "one",
         relaxation: float = 0.5,
+        sweep: Sweep = "batched",
     ):
-        super().__init__(steps_per_update, consensus_weight)
+        super().__init__(steps_per_update, consensus_weight, sweep)
         if not 0 < relaxation <= 1:
             raise ValueError(f"relaxation must be in (0, 1], got {relaxation!r}")
         self.relaxation = relaxation
@@ -165,8 +177,9 @@ class DifferenceMap(Optimizer):
         steps_per_update: int = 50,
         consensus_weight: ConsensusWeight = "one",
         beta: float = 1.0,
+        sweep: Sweep = "batched",
     ):
-        super().__init__(steps_per_update, consensus_weight)
+        super().__init__(steps_per_update, consensus_weight, sweep)
         if beta == 0:
             raise ValueError("beta must be non-zero, got 0")
         self.beta = beta
@@ -198,8 +211,9 @@ class CyclicDouglasRachford(Optimizer):
         steps_per_update: int = 50,
         consensus_weight: ConsensusWeight = "one",
         relaxation: float = 0.5,
+        sweep: Sweep = "batched",
     ):
-        super().__init__(steps_per_update, consensus_weight)
+        super().__init__(steps_per_update, consensus_weight, sweep)
         if not 0 < relaxation <= 1:
             raise ValueError(f"relaxation must be in (0, 1], got {relaxation!r}")
         self.relaxation = relaxation

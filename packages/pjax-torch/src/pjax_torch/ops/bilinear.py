@@ -48,7 +48,16 @@ def _g_prime(t, alpha, beta, inv_weight):
 def solve_multiplier(
     alpha: torch.Tensor, beta: torch.Tensor, target: torch.Tensor, inv_weight: torch.Tensor
 ) -> torch.Tensor:
-    """The root of g in [−1 + FACE_GAP, 1 − FACE_GAP] by bracketed Newton (float64 tensors)."""
+    """The root of g in [−1 + FACE_GAP, 1 − FACE_GAP] by bracketed Newton (float64 tensors).
+
+    Each entry stops at its own convergence (its root does not depend on which other entries
+    share the call, so the batched sweep gives the per-node sweep's roots), and converged
+    entries leave the working set, so a call costs what its slowest entries need, not that
+    times the batch."""
+    shape = alpha.shape
+    alpha, beta, target, inv_weight = (x.reshape(-1) for x in (alpha, beta, target, inv_weight))
+    result = torch.zeros_like(alpha)
+    active = torch.arange(alpha.numel(), device=alpha.device)
     low = torch.full_like(alpha, -1 + FACE_GAP)
     high = torch.full_like(alpha, 1 - FACE_GAP)
     t = torch.zeros_like(alpha)
@@ -60,16 +69,33 @@ def solve_multiplier(
         # closed bracket: at a root Newton stays at t, which may equal an end of the bracket
         inside = (newton >= low) & (newton <= high)
         new_t = torch.where(inside, newton, (low + high) / 2)
-        converged = bool(((new_t - t).abs() <= TOLERANCE).all())
+        converged = (new_t - t).abs() <= TOLERANCE
         t = new_t
-        if converged:
+        done = int(converged.sum())
+        if done == t.numel():
             break
-    return t
+        if done:
+            result[active[converged]] = t[converged]
+            keep = ~converged
+            active, t, low, high = active[keep], t[keep], low[keep], high[keep]
+            alpha, beta, target, inv_weight = (
+                alpha[keep],
+                beta[keep],
+                target[keep],
+                inv_weight[keep],
+            )
+    result[active] = t
+    return result.reshape(shape)
 
 
-def _project(
-    a: torch.Tensor, b: torch.Tensor, output: torch.Tensor, weight: float | torch.Tensor = 1.0
-) -> Projection:
+# The projection in three stages, so that the batched sweep can run the scalar solve (the
+# expensive, many-small-ops part) once for many nodes: ``_prepare`` reduces each node's vectors to
+# per-entry scalars, ``_solve`` works on those scalars only (any flat batch of them), and
+# ``_finish`` maps the solution back onto each node's vectors. ``_project`` composes the three.
+
+
+def _prepare(a, b, output, weight=1.0):
+    """Per-entry float64 scalars (α, β, z0, 1/w) and the rotated vectors (a, u, v)."""
     z = output.double()
     inv_weight = 1.0 / (
         weight.double() if isinstance(weight, torch.Tensor) else torch.full_like(z, weight)
@@ -78,12 +104,19 @@ def _project(
     v = (a - b) / math.sqrt(2)
     alpha = (u * u).sum(-1, dtype=torch.float64)
     beta = (v * v).sum(-1, dtype=torch.float64)
+    return (alpha, beta, z, inv_weight), (a, u, v)
+
+
+def _solve(alpha, beta, z, inv_weight):
+    """Per-entry (scale_x, scale_y, new output, free radius along x, free radius along y).
+
+    The free radii are None unless some entry lies on a face with a free direction."""
     t = solve_multiplier(alpha, beta, z, inv_weight)
     # x = scale_x·u and y = scale_y·v; the new point is a = (x + y)/√2, b = (x − y)/√2
     scale_x, scale_y = 1 / (1 - t), 1 / (1 + t)
     upper_face = _g(torch.full_like(z, 1 - FACE_GAP), alpha, beta, z, inv_weight) <= 0
     lower_face = _g(torch.full_like(z, -1 + FACE_GAP), alpha, beta, z, inv_weight) >= 0
-    extra_x = None
+    free_radius_x = free_radius_y = None
     if bool(upper_face.any() | lower_face.any()):
         # faces t = ±1: the free radius comes from a·b = z0 ∓ 1/w
         radius_x = torch.sqrt(torch.clamp(2 * (z - inv_weight) + beta / 4, min=0.0))
@@ -98,21 +131,34 @@ def _project(
         free_x = upper_face & (norm_u == 0)
         free_y = lower_face & (norm_v == 0)
         if bool(free_x.any() | free_y.any()):
-            extra_x = torch.zeros_like(a)
-            extra_x[..., 0] = torch.where(free_x, radius_x, 0.0).to(a.dtype)
-            extra_y = torch.zeros_like(a)
-            extra_y[..., 0] = torch.where(free_y, radius_y, 0.0).to(a.dtype)
+            free_radius_x = torch.where(free_x, radius_x, 0.0)
+            free_radius_y = torch.where(free_y, radius_y, 0.0)
+    return scale_x, scale_y, z - t * inv_weight, free_radius_x, free_radius_y
+
+
+def _finish(a, u, v, scale_x, scale_y, new_output, free_radius_x, free_radius_y) -> Projection:
     x = scale_x.to(a.dtype).unsqueeze(-1) * u
     y = scale_y.to(a.dtype).unsqueeze(-1) * v
-    if extra_x is not None:
+    if free_radius_x is not None:
+        extra_x = torch.zeros_like(a)
+        extra_x[..., 0] = free_radius_x.to(a.dtype)
+        extra_y = torch.zeros_like(a)
+        extra_y[..., 0] = free_radius_y.to(a.dtype)
         x, y = x + extra_x, y + extra_y
     new_a = (x + y) / math.sqrt(2)
     new_b = (x - y) / math.sqrt(2)
-    new_output = (z - t * inv_weight).to(a.dtype)
+    new_output = new_output.to(a.dtype)
     residual = (
         ((new_a * new_b).sum(-1, dtype=torch.float64) - new_output.double()).abs().to(a.dtype)
     )
     return Projection((new_a, new_b, new_output), residual)
+
+
+def _project(
+    a: torch.Tensor, b: torch.Tensor, output: torch.Tensor, weight: float | torch.Tensor = 1.0
+) -> Projection:
+    scalars, vectors = _prepare(a, b, output, weight)
+    return _finish(*vectors, *_solve(*scalars))
 
 
 def project(

@@ -15,15 +15,32 @@ def forward(a: torch.Tensor) -> torch.Tensor:
     return a.sum(-1)
 
 
+# The projection in three stages, so that the batched sweep can solve many nodes' rows at once
+# (they may differ in length): ``_prepare`` reduces each row to per-entry scalars (sum, output,
+# weight, length), ``_solve`` works on those scalars only, ``_finish`` shifts each row.
+
+
+def _prepare(a, output, weight=1.0):
+    weight = weight if isinstance(weight, torch.Tensor) else torch.full_like(output, weight)
+    return (a.sum(-1), output, weight, torch.full_like(output, a.shape[-1])), (a,)
+
+
+def _solve(total, output, weight, n):
+    shift = weight * (output - total) / (1.0 + weight * n)
+    # stationarity gives w(z − z0) = −c, which keeps the output exact for any weight
+    return shift, output - shift / weight
+
+
+def _finish(a, shift, new_output) -> Projection:
+    new_a = a + shift.unsqueeze(-1)
+    return Projection((new_a, new_output), (new_a.sum(-1) - new_output).abs())
+
+
 def _project(
     a: torch.Tensor, output: torch.Tensor, weight: float | torch.Tensor = 1.0
 ) -> Projection:
-    n = a.shape[-1]
-    shift = weight * (output - a.sum(-1)) / (1.0 + weight * n)
-    new_a = a + shift.unsqueeze(-1)
-    # stationarity gives w(z − z0) = −c, which keeps the output exact for any weight
-    new_output = output - shift / weight
-    return Projection((new_a, new_output), (new_a.sum(-1) - new_output).abs())
+    scalars, vectors = _prepare(a, output, weight)
+    return _finish(*vectors, *_solve(*scalars))
 
 
 def project(

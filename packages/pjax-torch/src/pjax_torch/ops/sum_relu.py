@@ -23,11 +23,17 @@ def forward(x: torch.Tensor) -> torch.Tensor:
     return torch.relu(x.sum(-1))
 
 
-def _project(
-    x: torch.Tensor, output: torch.Tensor, weight: float | torch.Tensor = 1.0
-) -> Projection:
-    n = x.shape[-1]
-    total = x.sum(-1)
+# The projection in three stages, so that the batched sweep can solve many nodes' rows at once
+# (they may differ in length): ``_prepare`` reduces each row to per-entry scalars (sum, output,
+# weight, length), ``_solve`` works on those scalars only, ``_finish`` shifts each row.
+
+
+def _prepare(x, output, weight=1.0):
+    weight = weight if isinstance(weight, torch.Tensor) else torch.full_like(output, weight)
+    return (x.sum(-1), output, weight, torch.full_like(output, x.shape[-1])), (x,)
+
+
+def _solve(total, output, weight, n):
     # off piece: project onto the half-space Σx ≤ 0, output 0
     off_shift = -torch.clamp(total, min=0.0) / n
     off_distance = n * off_shift**2 + weight * output**2
@@ -41,8 +47,19 @@ def _project(
     use_off = off_distance < on_distance
     shift = torch.where(use_off, off_shift, on_shift)
     new_output = torch.where(use_off, torch.zeros_like(on_output), on_output)
+    return shift, new_output
+
+
+def _finish(x, shift, new_output) -> Projection:
     new_x = x + shift.unsqueeze(-1)
     return Projection((new_x, new_output), (forward(new_x) - new_output).abs())
+
+
+def _project(
+    x: torch.Tensor, output: torch.Tensor, weight: float | torch.Tensor = 1.0
+) -> Projection:
+    scalars, vectors = _prepare(x, output, weight)
+    return _finish(*vectors, *_solve(*scalars))
 
 
 def project(
