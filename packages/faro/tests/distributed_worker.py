@@ -86,23 +86,17 @@ def run_statistics(rank: int) -> dict[str, dict[str, torch.Tensor]]:
 
 def tiny_setup(tmp: Path, **overrides):
     from faro import FaroConfig, synthetic_text_preferences
-    from transformers import AutoModelForSequenceClassification, ByT5Tokenizer, LlamaConfig
 
-    tokenizer = ByT5Tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    from kernelkit.testing import tiny_sequence_classifier
+
+    model, tokenizer = tiny_sequence_classifier(
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=1,
-        num_labels=1,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
     )
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_config(config)
+    model.train()
     settings = dict(
         output_dir=str(tmp),
         report_to=[],

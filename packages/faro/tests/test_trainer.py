@@ -9,8 +9,10 @@ from faro import (
     score_pairs,
     synthetic_text_preferences,
 )
-from transformers import AutoModelForSequenceClassification, ByT5Tokenizer, LlamaConfig
+from transformers import AutoModelForSequenceClassification, ByT5Tokenizer
 from trl import RewardConfig, RewardTrainer
+
+from kernelkit.testing import tiny_sequence_classifier
 
 
 @pytest.fixture(scope="module")
@@ -19,20 +21,16 @@ def tokenizer():
 
 
 def tiny_model(tokenizer, seed=0):
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    model, model_tokenizer = tiny_sequence_classifier(
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=1,
-        num_labels=1,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
+        seed=seed,
     )
-    torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_config(config)
+    assert len(model_tokenizer) == len(tokenizer)
+    return model.train()
 
 
 def faro_args(tmp_path, **overrides):

@@ -70,3 +70,18 @@ def test_tiny_causal_lm_is_gqa_and_generates(tmp_path):
 def test_tiny_causal_lm_overrides():
     model, _ = tiny_causal_lm("qwen2", num_hidden_layers=1, num_key_value_heads=1)
     assert type(model).__name__ == "Qwen2ForCausalLM" and model.config.num_hidden_layers == 1
+
+
+def test_tiny_sequence_classifier_scores_one_reward_per_sequence():
+    from kernelkit.testing import tiny_sequence_classifier
+
+    model, tokenizer = tiny_sequence_classifier(num_hidden_layers=1)
+    batch = tokenizer(["a", "a longer text"], return_tensors="pt", padding=True)
+    assert tokenizer.padding_side == "right" and model.config.num_labels == 1
+    with torch.no_grad():
+        scores = model(**batch).logits
+    assert scores.shape == (2, 1) and bool(torch.isfinite(scores).all())
+    # Padding must not change a sequence's score: the head pools the last real token.
+    with torch.no_grad():
+        alone = model(**tokenizer(["a"], return_tensors="pt")).logits
+    assert_close(alone[0], scores[0])

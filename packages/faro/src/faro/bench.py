@@ -17,6 +17,7 @@ from faro.data import synthetic_preferences, synthetic_text_preferences
 from faro.lagrangian import ProxyLagrangian
 from faro.linear import LinearRewardModel
 from kernelkit.bench import Comparison, compare
+from kernelkit.testing import tiny_sequence_classifier
 from kernelkit.utils import torch_threads
 
 __all__ = ["run"]
@@ -47,25 +48,6 @@ def _linear_step(model: LinearRewardModel, batch, constraint, lagrangian):
         torch.autograd.grad(loss, list(model.parameters()))
 
     return step
-
-
-def _tiny_reward_model(tokenizer, seed: int = 0):
-    from transformers import AutoModelForSequenceClassification, LlamaConfig
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-    )
-    torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_config(config)
 
 
 def _trainer_step(trainer, batch):
@@ -126,7 +108,7 @@ def _run(quick: bool, device) -> list[Comparison]:
             disable_tqdm=True,
         )
         plain = RewardTrainer(
-            _tiny_reward_model(tokenizer),
+            tiny_sequence_classifier()[0],
             args=RewardConfig(**common),
             train_dataset=data,
             processing_class=tokenizer,
@@ -135,7 +117,7 @@ def _run(quick: bool, device) -> list[Comparison]:
         plain_step = _trainer_step(plain, plain_batch)
         for name in CONSTRAINTS:
             faro_trainer = ProxyGDATrainer(
-                _tiny_reward_model(tokenizer),
+                tiny_sequence_classifier()[0],
                 args=FaroConfig(constraint=name, epsilon=0.05, **common),
                 train_dataset=data,
                 processing_class=tokenizer,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
 from kernelkit.io import atomic_write_text
+from kernelkit.testing import tiny_sequence_classifier
 
 __all__ = ["CertifyCommand", "FrontierCommand", "TrainCommand", "main"]
 
@@ -102,27 +103,6 @@ class FrontierCommand:
     seed: int = field(default=0, metadata={"help": "data seed"})
 
 
-def _tiny_model_and_tokenizer(seed: int):
-    import torch
-    from transformers import AutoModelForSequenceClassification, ByT5Tokenizer, LlamaConfig
-
-    tokenizer = ByT5Tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-    )
-    torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_config(config), tokenizer
-
-
 def _train(args: argparse.Namespace) -> int:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -136,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
     on_gpu = torch.cuda.is_available()
     precision = dict(bf16=on_gpu and torch.cuda.is_bf16_supported(), use_cpu=not on_gpu)
     if command.model == TINY_MODEL:
-        model, tokenizer = _tiny_model_and_tokenizer(command.seed)
+        model, tokenizer = tiny_sequence_classifier(seed=command.seed)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(command.model, num_labels=1)
         tokenizer = AutoTokenizer.from_pretrained(command.model)

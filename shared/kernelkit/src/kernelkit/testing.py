@@ -17,6 +17,7 @@ __all__ = [
     "shapes",
     "tensors",
     "tiny_causal_lm",
+    "tiny_sequence_classifier",
     "tolerances",
 ]
 
@@ -171,19 +172,9 @@ def graphs(
     return build()
 
 
-def tiny_causal_lm(model_type: str = "llama", *, seed: int = 0, **overrides: Any):
-    """A randomly initialised small causal LM and a tokenizer that needs no downloaded files.
+def _tiny_config(model_type: str, tokenizer, overrides: dict[str, Any]):
+    from transformers import AutoConfig
 
-    The default is a 2-layer Llama-style model with grouped-query attention (4 query heads, 2 KV
-    heads), hidden size 64, over ByT5's byte-level vocabulary (384 ids), in float32 and eval mode.
-    ``model_type`` is any transformers causal-LM model type (``"llama"``, ``"qwen2"``,
-    ``"mistral"``, ``"olmoe"``, ...); ``overrides`` replace config fields. Returns
-    ``(model, tokenizer)``; the tokenizer pads on the left, as generation wants.
-    """
-    from transformers import AutoConfig, AutoModelForCausalLM, ByT5Tokenizer
-
-    tokenizer = ByT5Tokenizer()
-    tokenizer.padding_side = "left"
     fields: dict[str, Any] = {
         "vocab_size": len(tokenizer),
         "hidden_size": 64,
@@ -198,9 +189,43 @@ def tiny_causal_lm(model_type: str = "llama", *, seed: int = 0, **overrides: Any
         "tie_word_embeddings": False,
     }
     fields.update(overrides)
-    config = AutoConfig.for_model(model_type, **fields)
+    return AutoConfig.for_model(model_type, **fields)
+
+
+def _seeded_from_config(auto_class, config, seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = auto_class.from_config(config, dtype=torch.float32)
     model.eval()
-    return model, tokenizer
+    return model
+
+
+def tiny_causal_lm(model_type: str = "llama", *, seed: int = 0, **overrides: Any):
+    """A randomly initialised small causal LM and a tokenizer that needs no downloaded files.
+
+    The default is a 2-layer Llama-style model with grouped-query attention (4 query heads, 2 KV
+    heads), hidden size 64, over ByT5's byte-level vocabulary (384 ids), in float32 and eval mode.
+    ``model_type`` is any transformers causal-LM model type (``"llama"``, ``"qwen2"``,
+    ``"mistral"``, ``"olmoe"``, ...); ``overrides`` replace config fields. Returns
+    ``(model, tokenizer)``; the tokenizer pads on the left, as generation wants.
+    """
+    from transformers import AutoModelForCausalLM, ByT5Tokenizer
+
+    tokenizer = ByT5Tokenizer()
+    tokenizer.padding_side = "left"
+    config = _tiny_config(model_type, tokenizer, overrides)
+    return _seeded_from_config(AutoModelForCausalLM, config, seed), tokenizer
+
+
+def tiny_sequence_classifier(
+    model_type: str = "llama", *, num_labels: int = 1, seed: int = 0, **overrides: Any
+):
+    """Like :func:`tiny_causal_lm`, with a sequence-classification head (a reward model when
+    ``num_labels=1``). The tokenizer pads on the right; the model pools the last non-pad token.
+    Returns ``(model, tokenizer)``.
+    """
+    from transformers import AutoModelForSequenceClassification, ByT5Tokenizer
+
+    tokenizer = ByT5Tokenizer()
+    config = _tiny_config(model_type, tokenizer, {"num_labels": num_labels, **overrides})
+    return _seeded_from_config(AutoModelForSequenceClassification, config, seed), tokenizer
