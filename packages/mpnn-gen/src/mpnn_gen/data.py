@@ -7,6 +7,7 @@ import torch
 __all__ = [
     "atlas",
     "csl",
+    "er_densities",
     "liao_synthetic",
     "random_label_graphs",
     "random_regular",
@@ -64,16 +65,37 @@ def _unit_features(n: int, dim: int, generator: torch.Generator) -> torch.Tensor
     return x / x.norm(dim=1, keepdim=True)
 
 
-def liao_synthetic(num_graphs: int = 200, *, nodes: int = 30, features: int = 16, seed: int = 0):
+def _degree_features(graph, dim: int) -> torch.Tensor:
+    """One-hot node degree, degrees >= ``dim - 1`` sharing the last slot (PyG ``OneHotDegree``
+    style); unit norm, so B = 1 as for the random features."""
+    degrees = torch.tensor([d for _, d in graph.degree()], dtype=torch.long).clamp(max=dim - 1)
+    return torch.nn.functional.one_hot(degrees, dim).to(torch.get_default_dtype())
+
+
+def liao_synthetic(
+    num_graphs: int = 200,
+    *,
+    nodes: int = 30,
+    features: int = 16,
+    seed: int = 0,
+    node_features: str = "random",
+):
     """Two-class graph classification in the spirit of Liao et al.'s synthetic sets: class 0 an
     SBM with blocks in proportion 40:60 and p = [[.25, .13], [.13, .37]], class 1 an
-    Erdős–Rényi graph with the same expected density; unit-norm random 16-d node features."""
+    Erdős–Rényi graph with the same expected density.
+
+    ``node_features="random"``: unit-norm random ``features``-d node features (as in Liao et al.;
+    they carry no label information and a mean-pooling GCN stays near chance on this task).
+    ``node_features="degree"``: one-hot degree (capped at ``features - 1``), also unit norm; the
+    two classes differ in their degree spread, so the task is learnable but not trivially so."""
     import networkx as nx
 
     from mpnn_gen.graphs import to_pyg
 
     if num_graphs < 1:
         raise ValueError(f"num_graphs must be >= 1, got {num_graphs}")
+    if node_features not in ("random", "degree"):
+        raise ValueError(f"node_features must be 'random' or 'degree', got {node_features!r}")
     generator = torch.Generator().manual_seed(seed)
     sizes = [round(0.4 * nodes), nodes - round(0.4 * nodes)]
     probs = LIAO_SETS["SBM-1"]["p"]
@@ -85,7 +107,45 @@ def liao_synthetic(num_graphs: int = 200, *, nodes: int = 30, features: int = 16
             graph = nx.stochastic_block_model(sizes, probs, seed=seed * 100_003 + i)
         else:
             graph = nx.gnp_random_graph(nodes, density, seed=seed * 100_003 + i)
-        graphs.append(to_pyg(graph, features=_unit_features(nodes, features, generator), y=label))
+        if node_features == "random":
+            x = _unit_features(nodes, features, generator)
+        else:
+            x = _degree_features(graph, features)
+        graphs.append(to_pyg(graph, features=x, y=label))
+    return graphs
+
+
+def er_densities(
+    num_graphs: int = 200,
+    *,
+    nodes: int = 20,
+    densities: tuple[float, ...] = (0.2, 0.3),
+    features: int = 16,
+    seed: int = 0,
+    node_features: str = "degree",
+):
+    """Erdős–Rényi graphs whose class is the edge density (graph ``i`` has label
+    ``i % len(densities)`` and density ``densities[label]``), in the spirit of Liao et al.'s ER
+    sets. Features as in :func:`liao_synthetic`; with ``"degree"`` (the default) the classes are
+    separable, up to sampling noise, by the mean degree, so a mean-pooling GCN learns them."""
+    import networkx as nx
+
+    from mpnn_gen.graphs import to_pyg
+
+    if num_graphs < 1:
+        raise ValueError(f"num_graphs must be >= 1, got {num_graphs}")
+    if node_features not in ("random", "degree"):
+        raise ValueError(f"node_features must be 'random' or 'degree', got {node_features!r}")
+    generator = torch.Generator().manual_seed(seed)
+    graphs = []
+    for i in range(num_graphs):
+        label = i % len(densities)
+        graph = nx.gnp_random_graph(nodes, densities[label], seed=seed * 100_003 + i)
+        if node_features == "random":
+            x = _unit_features(nodes, features, generator)
+        else:
+            x = _degree_features(graph, features)
+        graphs.append(to_pyg(graph, features=x, y=label))
     return graphs
 
 
