@@ -8,6 +8,7 @@ from densenet_limits import (
     block_averages_of_inputs,
     compress,
     equal_block_average_pairs,
+    hidden_kernel,
     sample_hard_family,
     witness,
 )
@@ -43,29 +44,47 @@ def test_compressed_network_has_the_parts_it_reports(parts, seed):
 
 
 @pytest.mark.parametrize("method", ["weak_regularity", "kmeans"])
-def test_error_is_monotone_ish_in_parts(method):
-    # Stated tolerance: a doubling of parts may raise the RMS error by at most a factor 2 (the
-    # partition is found by a heuristic on weights, not by the output error), the finest
-    # partition beats the coarsest by a factor of 2, and one part per neuron is exact.
-    model = MLP([16, 128, 1], seed=0)
+@pytest.mark.parametrize(
+    "model",
+    [MLP([16, 128, 1], seed=0), DenseMLP([16, 128, 1], 4.0, seed=0)],
+    ids=["unconstrained", "dense"],
+)
+def test_error_is_monotone_ish_in_parts(method, model):
+    # Stated tolerance: a doubling of parts may raise the RMS error by at most 60% (the partition
+    # is found by a heuristic on neuron features, not by the output error; measured worst 1.55),
+    # the error at 96 parts is at most a third of that at 2 parts, one part per neuron is exact.
     errors = [
-        compress(model, k, method=method, samples=512).relative_rms_error
+        compress(model, k, method=method, samples=512).rms_error
         for k in (2, 4, 8, 16, 32, 64, 96, 128)
     ]
     for coarse, fine in itertools.pairwise(errors[:-1]):
-        assert fine <= 2 * coarse
-    assert errors[-2] <= errors[0] / 2
+        assert fine <= 1.6 * coarse, errors
+    assert errors[-2] <= errors[0] / 3, errors
     assert errors[-1] == 0.0
 
 
-def test_merging_averages_incoming_and_sums_outgoing():
+def test_merging_averages_rescaled_incoming_and_sums_outgoing_directions():
+    # Neuron j = d_j relu(s_j (w_j x + b_j)) with s_j = |outgoing|, d_j = sign: the merged
+    # neuron averages s_j w_j and s_j b_j and sums the directions.
     weight_in = torch.tensor([[1.0, 0.0], [3.0, 2.0]])
     bias_in = torch.tensor([1.0, 3.0])
     weight_out = torch.tensor([[2.0, 5.0]])
     model = MLP.from_affine_layers([(weight_in, bias_in), (weight_out, torch.zeros(1))])
     result = compress(model, 1, samples=8)
     (w1, b1), (w2, _) = result.model.affine_layers()
-    assert w1.tolist() == [[2.0, 1.0]] and b1.tolist() == [2.0] and w2.tolist() == [[7.0]]
+    assert w1.tolist() == [[8.5, 5.0]] and b1.tolist() == [8.5] and w2.tolist() == [[2.0]]
+
+
+def test_merging_neurons_with_equal_rescaled_preactivations_is_exact():
+    # relu is positively homogeneous: neurons whose rescaled pre-activations s_j (w_j x + b_j)
+    # coincide (here all 2 x1 - 2 x2 + 1) merge exactly, whatever the signs of their outputs.
+    weight_in = torch.tensor([[1.0, -1.0], [2.0, -2.0], [0.5, -0.5]])
+    bias_in = torch.tensor([0.5, 1.0, 0.25])
+    weight_out = torch.tensor([[2.0, -1.0, 4.0]])
+    model = MLP.from_affine_layers([(weight_in, bias_in), (weight_out, torch.tensor([0.3]))])
+    result = compress(model, 1, method="kmeans", samples=64)
+    assert result.parts_used == (1,)
+    assert result.max_error < 1e-6
 
 
 @pytest.mark.parametrize(
@@ -115,3 +134,17 @@ def test_hard_function_bad_inputs_raise():
         witness(torch.tensor([float("nan")]))
     with pytest.raises(ValueError, match="count must be >= 1"):
         sample_hard_family(0, 3)
+
+
+def test_hidden_kernel_rows_are_rescaled_preactivations():
+    # Row distances are the RMS differences of s_j (w_j . x + b_j) on the sample, up to the
+    # sample's off-diagonal covariance (zero in expectation on the uniform cube).
+    model = MLP([6, 12, 2], seed=3)
+    layers = model.affine_layers()
+    inputs = torch.rand(4096, 6, generator=torch.Generator().manual_seed(0))
+    rows = hidden_kernel(layers, 0, inputs)
+    weight, bias = layers[0]
+    scale = layers[1][0].norm(dim=0)
+    u = scale * (inputs.double() @ weight.T + bias)
+    rms = (u[:, :, None] - u[:, None, :]).pow(2).mean(0).sqrt()
+    torch.testing.assert_close(torch.cdist(rows, rows), rms, rtol=0.05, atol=1e-3)

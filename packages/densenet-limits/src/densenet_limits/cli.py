@@ -167,6 +167,7 @@ def _run_compress(args: argparse.Namespace) -> int:
                 "parts_used": list(result.parts_used),
                 "mean_error": result.mean_error,
                 "max_error": result.max_error,
+                "rms_error": result.rms_error,
                 "relative_rms_error": result.relative_rms_error,
             },
             indent=2,

@@ -142,6 +142,12 @@ def _experiment_e3(report: Report, quick: bool) -> None:
     config = TrainConfig(steps=400 if quick else 1500, batch_size=128)
     generator = torch.Generator().manual_seed(1)
     x, y = sample_hard_family(4096, dim, generator=generator)
+    # Features and errors on held-out samples of the training distribution: on the uniform cube
+    # a trained B=4 net is nearly constant, so errors relative to its spread there mean nothing.
+    # Errors are divided by the target's std there (the scale of the function both nets were
+    # trained to represent), the same for both nets; a net's own output std is also recorded.
+    x_eval, y_eval = sample_hard_family(2048, dim, generator=generator)
+    target_std = float(y_eval.std(correction=0))
     errors: dict[tuple[str, int], list[float]] = {}
     for width in progress(widths, desc="E3"):
         for name, model in (
@@ -155,8 +161,8 @@ def _experiment_e3(report: Report, quick: bool) -> None:
             for k in parts:
                 row = {}
                 for method in ("weak_regularity", "kmeans"):
-                    result = compress(model, k, method=method)
-                    row[method] = result.relative_rms_error
+                    result = compress(model, k, method=method, inputs=x_eval)
+                    row[method] = result.rms_error / target_std
                     report.add_metrics(
                         experiment="E3",
                         model=name,
@@ -165,6 +171,8 @@ def _experiment_e3(report: Report, quick: bool) -> None:
                         method=method,
                         parts_used=result.parts_used[0],
                         relative_rms_error=result.relative_rms_error,
+                        rms_error=result.rms_error,
+                        rms_error_over_target_std=result.rms_error / target_std,
                         max_error=result.max_error,
                     )
                 best.append(min(row.values()))
@@ -173,6 +181,7 @@ def _experiment_e3(report: Report, quick: bool) -> None:
                 experiment="E3",
                 model=name,
                 width=width,
+                test_r2=r2_score(model, x_eval, y_eval),
                 normalised_cut_V1_init=initial_cut,
                 normalised_cut_V1_trained=trained_cut,
             )
@@ -180,11 +189,12 @@ def _experiment_e3(report: Report, quick: bool) -> None:
     dense_errors = [errors[("dense B=4", w)][at] for w in widths]
     free_errors = [errors[("unconstrained", w)][at] for w in widths]
     report.add_claim(
-        f"E3: a trained dense net compresses to 16 ≪ {widths[-1]} neurons (relative RMS error, best method)",
+        f"E3: a trained dense net compresses to 16 ≪ {widths[-1]} neurons (RMS error / target std, best method)",
         dense_errors[-1],
         0.1,
         "<=",
-        details="error on 2048 uniform points of the cube, relative to the output's spread",
+        details="RMS output error over the witness's std, both on 2048 held-out samples of the "
+        "training distribution; relative_rms_error (over the net's own output std) is in the metrics",
     )
     report.add_claim(
         f"E3: the dense net's error at 16 parts does not grow with width ({widths[0]} → {widths[-1]}): ratio",
@@ -202,7 +212,7 @@ def _experiment_e3(report: Report, quick: bool) -> None:
     for (name, width), values in errors.items():
         ax.loglog(parts, values, "o-", label=f"{name}, width {width}")
     ax.set_xlabel("parts per hidden layer")
-    ax.set_ylabel("relative RMS output error")
+    ax.set_ylabel("RMS output error / target std (witness family)")
     ax.set_title("E3: compression by merging neurons")
     ax.legend(fontsize=7)
     report.save_figure(fig, "e3_compression")
@@ -219,8 +229,10 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
         _experiment_e3(report, quick)
     report.notes.append(
         "Dense layers use the tanh parametrisation W = (B/fan_in)·tanh(V), b = B·tanh(c); "
-        "Adam lr 3e-3. E1 width/steps are reduced in quick mode (pilot: width 512, 1500 steps). "
-        "E3 follows the research notes (B = 4, d0 = 64) and measures errors on the uniform cube."
+        "Adam lr 3e-3. E1 width/steps are reduced in quick mode (pilot: width 512, 1500 steps); "
+        "at equal budget the tanh form fits at least as well as the pilot's clamp form (README), "
+        "so the E1 misses are the budget, not the parametrisation. "
+        "E3 follows the research notes (B = 4, d0 = 64); neuron features and errors are taken on held-out samples of the witness family the nets were trained on (not the uniform cube)."
     )
     report.write()
     return report
