@@ -180,3 +180,36 @@ def test_cli_train_eval_and_discover(tmp_path, capsys):
     assert main(["discover", *common, "--out", str(tmp_path / "disc")]) == 0
     output = capsys.readouterr().out
     assert "principal_cosines" in output and (tmp_path / "disc" / "generators.png").is_file()
+
+
+def test_discovery_phase_trains_only_the_generator_through_the_equivariance_term():
+    task = make_task("rotation2d", num_samples=64)
+    config = TrainConfig(steps=1, batch_size=16, num_samples=64, hidden=8)
+    trainer = build_trainer(task, config, semola.SEMoLALossConfig(num_views=2))
+    x, y = task.x_train[:16], torch.zeros(16)  # y = f(x) makes the task loss a function of f only
+
+    def zero_task(prediction, target):
+        return 0.0 * prediction.sum()
+
+    for discovering in (False, True):
+        trainer.discovering = discovering
+        trainer.zero_grad()
+        trainer.compute_loss(x, y, zero_task).total.backward()
+        model_grad = sum(p.grad.abs().sum() for p in trainer.base_model.parameters())
+        assert (float(model_grad) == 0.0) == discovering
+        assert float(trainer.augmenter.generators.grad.abs().sum()) > 0
+
+
+def test_discovery_steps_and_model_options_run_on_digits():
+    task = semola.make_digits(max_samples=60)
+    for model in ("mlp", "cnn"):
+        config = TrainConfig(
+            task="digits", steps=3, batch_size=8, hidden=16, model=model, discovery_steps=2
+        )
+        trainer = build_trainer(task, config, semola.SEMoLALossConfig(num_views=2))
+        fit(trainer, task, config)
+        assert not trainer.discovering
+    with pytest.raises(ValueError, match="discovery_steps must be >= 0"):
+        TrainConfig(discovery_steps=-1)
+    with pytest.raises(ValueError, match="model must be"):
+        TrainConfig(model="resnet")

@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from kernelkit.validation import check_int_in_range, check_tensor
 from semola.actions import GroupAction
@@ -63,8 +64,15 @@ def _moved_targets(
     return output_action(elements.reshape(-1, *elements.shape[2:]), repeated)
 
 
-def _run_on_views(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
-    outputs = model(views.reshape(-1, *views.shape[2:]))
+def _run_on_views(model: nn.Module, views: torch.Tensor, *, frozen: bool = False) -> torch.Tensor:
+    flat = views.reshape(-1, *views.shape[2:])
+    if frozen:
+        # The model's parameters enter as constants: gradients reach the views (and through them
+        # the generators) but not the model.
+        params = {name: value.detach() for name, value in model.named_parameters()}
+        outputs = functional_call(model, params, (flat,))
+    else:
+        outputs = model(flat)
     return outputs.reshape(views.shape[0], views.shape[1], *outputs.shape[1:])
 
 
@@ -79,6 +87,11 @@ class SEMoLA(nn.Module):
         inference: ``"base"`` predicts with the base model alone (no extra cost); ``"average"``
             averages ``rho(g)^{-1} f(g x)`` over ``inference_views`` views and the original.
         inference_views: views averaged when ``inference="average"``.
+
+    ``discovering`` (attribute, default ``False``; :func:`semola.training.fit` sets it during the
+    first ``TrainConfig.discovery_steps`` steps): the equivariance term then trains only the
+    generators. The model is held fixed inside that term and learns from the task alone, so it
+    cannot co-adapt to the random initial generator before the generator has turned.
     """
 
     def __init__(
@@ -109,6 +122,7 @@ class SEMoLA(nn.Module):
         self.base_model, self.augmenter, self.output_action = base_model, augmenter, output_action
         self.config = config if config is not None else SEMoLALossConfig()
         self.inference, self.inference_views = inference, inference_views
+        self.discovering = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.inference == "base":
@@ -130,14 +144,17 @@ class SEMoLA(nn.Module):
         cfg = self.config
         augmented = self.augmenter(x, cfg.num_views)
         outputs = self.base_model(x)
-        view_outputs = _run_on_views(self.base_model, augmented.views)
+        view_outputs = _run_on_views(self.base_model, augmented.views, frozen=self.discovering)
         task = task_loss(outputs, y)
         if cfg.task_on_views:
             moved = _moved_targets(y, augmented.group_elements, self.output_action)
             task = (task + task_loss(view_outputs.reshape(-1, *outputs.shape[1:]), moved)) / 2
         basis = self.augmenter.basis()
         equivariance = equivariance_loss(
-            outputs, view_outputs, augmented.group_elements, self.output_action
+            outputs.detach() if self.discovering else outputs,
+            view_outputs,
+            augmented.group_elements,
+            self.output_action,
         )
         anti_collapse = augmentation_loss(x, augmented.views, cfg.augmentation_margin)
         orthogonality = orthogonality_loss(basis)

@@ -67,6 +67,16 @@ class TrainConfig:
         },
     )
     hidden: int = field(default=64, metadata={"help": "width of the base model"})
+    model: Literal["mlp", "cnn"] = field(
+        default="mlp",
+        metadata={"help": "base model on images: mlp (flattened pixels) or cnn (small_cnn)"},
+    )
+    discovery_steps: int = field(
+        default=0,
+        metadata={
+            "help": "SEMoLA: first steps in which the equivariance term trains only the generators"
+        },
+    )
     augerino_reward: float = field(
         default=0.01, metadata={"help": "Augerino's reward on the norm of its ranges"}
     )
@@ -86,6 +96,9 @@ class TrainConfig:
             "checkpoint_every",
         ):
             check_int_in_range(name, getattr(self, name), 1)
+        check_int_in_range("discovery_steps", self.discovery_steps, 0)
+        if self.model not in ("mlp", "cnn"):
+            raise ValueError(f"model must be 'mlp' or 'cnn', got {self.model!r}")
         if not (
             self.lr > 0
             and self.generator_lr > 0
@@ -143,9 +156,12 @@ def task_loss_for(task: TaskData):
     return F.mse_loss
 
 
-def _base_model(task: TaskData, hidden: int) -> nn.Module:
+def _base_model(task: TaskData, hidden: int, model: str = "mlp") -> nn.Module:
     if task.kind == "classification":
-        return small_cnn(int(task.y_train.max()) + 1, channels=hidden // 4)
+        num_classes = int(task.y_train.max()) + 1
+        if model == "cnn":
+            return small_cnn(num_classes, channels=max(hidden // 4, 1))
+        return point_mlp(task.x_train[0].numel(), (num_classes,), hidden)
     return point_mlp(task.x_train[0].numel(), tuple(task.y_train.shape[1:]), hidden)
 
 
@@ -154,7 +170,7 @@ def build_trainer(
 ) -> nn.Module:
     """The model for ``config.method`` on ``task`` (seeded by ``config.seed``)."""
     torch.manual_seed(config.seed)
-    base = _base_model(task, config.hidden)
+    base = _base_model(task, config.hidden, config.model)
     if config.method == "none":
         return PlainModel(base)
     if config.method == "semola":
@@ -295,6 +311,8 @@ def fit(
         # Reseeding from (seed, step) makes batches and augmentations a function of the step, so a
         # resumed run continues exactly as the uninterrupted one would have.
         torch.manual_seed(config.seed * 1_000_003 + step)
+        if isinstance(trainer, SEMoLA):
+            trainer.discovering = step < config.discovery_steps
         index = torch.randint(0, num_train, (min(config.batch_size, num_train),))
         terms = trainer.compute_loss(task.x_train[index], task.y_train[index], task_loss)
         optimiser.zero_grad(set_to_none=True)
@@ -312,6 +330,8 @@ def fit(
                 {**record, "step": done, "history": history},
                 kind=CHECKPOINT_KIND,
             )
+    if isinstance(trainer, SEMoLA):
+        trainer.discovering = False
     trainer.eval()
     return FitResult(trainer, history, config.steps)
 
