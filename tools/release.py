@@ -1,8 +1,9 @@
 """Release one package: changelog check, version bump, build, install-alone check, tag.
 
-    uv run tools/release.py <dist-name> --bump patch|minor|major [--tag] [--dry-run]
+    uv run tools/release.py <dist-name> --bump patch|minor|major|none [--tag] [--dry-run]
 
-1. The package's CHANGELOG.md must have entries under ``## [Unreleased]``.
+1. The package's CHANGELOG.md must have entries under ``## [Unreleased]`` (with ``--bump none``,
+   under the current version's heading instead: the first release of a package's 0.1.0).
 2. The version in its pyproject.toml is bumped (SemVer) and the Unreleased entries move under a
    new ``## [<version>] - <date>`` heading; ``uv lock`` records the new version.
 3. ``uv build --package`` writes the sdist and wheel to ``dist/<dist-name>/``.
@@ -41,13 +42,15 @@ def bumped(version: str, part: str) -> str:
     return f"{major}.{minor}.{patch + 1}"
 
 
-def unreleased_entries(changelog: str) -> str:
-    if UNRELEASED not in changelog:
-        raise SystemExit(f"CHANGELOG.md has no '{UNRELEASED}' section")
-    body = changelog.split(UNRELEASED, 1)[1].split("\n## ", 1)[0]
+def section_entries(changelog: str, heading: str) -> str:
+    """The body of the section whose heading line starts with ``heading``; it must list changes."""
+    match = re.search(rf"^{re.escape(heading)}.*$", changelog, flags=re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"CHANGELOG.md has no '{heading}' section")
+    body = changelog[match.end() :].split("\n## ", 1)[0]
     if not re.search(r"^\s*[-*] \S", body, flags=re.MULTILINE):
         raise SystemExit(
-            f"CHANGELOG.md's '{UNRELEASED}' section lists no changes; write them before releasing"
+            f"CHANGELOG.md's '{heading}' section lists no changes; write them before releasing"
         )
     return body
 
@@ -55,7 +58,12 @@ def unreleased_entries(changelog: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", help="distribution name, e.g. kernelkit or densenet-limits")
-    parser.add_argument("--bump", choices=("patch", "minor", "major"), required=True)
+    parser.add_argument(
+        "--bump",
+        choices=("patch", "minor", "major", "none"),
+        required=True,
+        help="'none' releases the current version as its changelog section stands",
+    )
     parser.add_argument("--tag", action="store_true", help="commit the bump and tag the release")
     parser.add_argument(
         "--dry-run", action="store_true", help="check and build the current version only"
@@ -65,9 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     m = member(args.package)
     changelog_path = m.path / "CHANGELOG.md"
     changelog = changelog_path.read_text(encoding="utf-8")
-    unreleased_entries(changelog)
+    if args.bump == "none":
+        section_entries(changelog, f"## [{m.version}]")
+    else:
+        section_entries(changelog, UNRELEASED)
 
-    if not args.dry_run:
+    if not args.dry_run and args.bump != "none":
         new_version = bumped(m.version, args.bump)
         pyproject = m.pyproject.read_text(encoding="utf-8")
         pyproject, count = re.subn(
