@@ -253,3 +253,49 @@ def test_csr_loss_terms_and_errors():
         csr_loss(head, x, 3, LossConfig(), labels[:4])
     with pytest.raises(ValueError, match="temperature must be > 0"):
         LossConfig(temperature=0.0)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_training_fast_paths_match_the_dense_loss(tied):
+    # The training step scatters codes into the used columns only, runs AuxK on the dead columns,
+    # takes the top-k code from the top-4k one and folds b_pre into the bias: same loss and
+    # gradients as the plain dense formulas.
+    head = make_head(d_in=6, hidden=40, k=2, tied=tied, seed=3)
+    with torch.no_grad():
+        head.pre_bias.normal_()
+        head.latent_bias.normal_()
+    x = torch.randn(9, 6)
+    head.calls_since_fired[::3] = 100  # some latents dead for AuxK
+    config = LossConfig(contrastive="self", auxk=5)
+    terms = csr_loss(head, x, 2, config, track_dead=False)
+    terms.total.backward()
+    fast = {name: p.grad.clone() for name, p in head.named_parameters()}
+    head.zero_grad()
+
+    w = head.decoder_rows
+    pre = (x - head.pre_bias) @ head.encoder.weight.T + head.latent_bias
+    with torch.no_grad():
+        assert_close(head.pre_activations(x), pre)
+
+    def dense_codes(values, k):
+        top = values.topk(k, dim=-1)
+        return torch.zeros_like(values).scatter(-1, top.indices, top.values.relu())
+
+    z_k, z_4k = dense_codes(pre, 2), dense_codes(pre, 8)
+    recon_k = z_k @ w + head.pre_bias
+    dead = head.dead_mask(config.dead_threshold)
+    aux = dense_codes(pre.masked_fill(~dead, float("-inf")), 5).nan_to_num(0.0)
+    residual = (x - recon_k).detach()
+    aux_loss = ((aux @ w - residual) ** 2).mean() / ((residual - residual.mean(0)) ** 2).mean()
+    z = torch.nn.functional.normalize(z_k, dim=-1)
+    cl = torch.nn.functional.cross_entropy(z @ z.T / 0.2, torch.arange(9))
+    total = (
+        torch.nn.functional.mse_loss(recon_k, x)
+        + 0.125 * torch.nn.functional.mse_loss(z_4k @ w + head.pre_bias, x)
+        + 0.1 * aux_loss
+        + 0.1 * cl
+    )
+    assert_close(terms.total.detach(), total.detach())
+    total.backward()
+    for name, p in head.named_parameters():
+        assert_close(fast[name], p.grad, rtol=1e-4, atol=1e-6)

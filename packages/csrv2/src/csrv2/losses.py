@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from csrv2.model import SparseAutoencoder
+from csrv2.model import SparseAutoencoder, _compact_dense
 from kernelkit.topk import SparseCodes, topk_codes
 from kernelkit.validation import check_ndim, check_tensor
 
@@ -115,17 +115,22 @@ def auxk_loss(
     n_dead = int(dead.sum())
     if n_dead == 0 or auxk == 0:
         return pre.sum() * 0.0
-    masked = torch.where(dead, pre, torch.full_like(pre, float("-inf")))
-    codes = topk_codes(masked, min(auxk, n_dead))
-    aux_codes = codes.with_values(F.relu(codes.values))
-    prediction = model.decode(aux_codes, with_bias=False)
+    # Only the dead columns take part: the top-k among them (ties to the lower latent index, as
+    # the columns stay in ascending order) decoded through their own decoder rows.
+    dead_ids = dead.nonzero().squeeze(1)
+    codes = topk_codes(pre.index_select(1, dead_ids), min(auxk, n_dead))
+    aux = torch.zeros(pre.shape[0], n_dead, dtype=pre.dtype, device=pre.device).scatter_add(
+        1, codes.indices, F.relu(codes.values)
+    )
+    prediction = aux @ model.decoder_rows.index_select(0, dead_ids)
     error = (prediction - residual).pow(2).mean()
     baseline = (residual - residual.mean(dim=0, keepdim=True)).pow(2).mean()
     return torch.nan_to_num(error / baseline, nan=0.0, posinf=0.0)
 
 
 def _normalised_dense(codes: SparseCodes) -> torch.Tensor:
-    return F.normalize(codes.to_dense(), dim=-1)
+    # Over the latents the batch uses only: same inner products as the full [B, hidden] codes.
+    return F.normalize(_compact_dense(codes.indices, codes.values), dim=-1)
 
 
 def self_contrastive_loss(codes: SparseCodes, temperature: float = 0.2) -> torch.Tensor:
@@ -183,8 +188,10 @@ def csr_loss(
     if config.contrastive == "supervised" and labels is None:
         raise ValueError("contrastive='supervised' needs labels, got labels=None")
     pre = model.pre_activations(x)
-    codes_k = model.codes_from_pre_activations(pre, k)
     codes_4k = model.codes_from_pre_activations(pre, min(4 * k, model.hidden))
+    # Top-k indices come ordered by value (ties to the lower index), so the top-k code is the
+    # first k entries of the top-4k one: one top-k call instead of two.
+    codes_k = SparseCodes(codes_4k.indices[..., :k], codes_4k.values[..., :k], model.hidden)
     recon_k = model.decode(codes_k)
     recon_4k = model.decode(codes_4k)
     loss_k = F.mse_loss(recon_k, x)

@@ -49,6 +49,15 @@ def check_embeddings(name: str, x: object, d_in: int) -> torch.Tensor:
     return x
 
 
+def _compact_dense(indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``[N, C]`` dense codes over only the ``C`` distinct latents in ``indices[N, k]`` (sorted
+    ascending, as ``torch.unique`` returns them); duplicates in a row are summed. Inner products
+    and products with ``W[torch.unique(indices)]`` equal those of the full ``[N, hidden]`` codes."""
+    columns, inverse = torch.unique(indices, return_inverse=True)
+    out = torch.zeros(*indices.shape[:-1], len(columns), dtype=values.dtype, device=values.device)
+    return out.scatter_add(-1, inverse, values)
+
+
 class SparseAutoencoder(nn.Module):
     """TopK sparse autoencoder ``d_in -> hidden`` keeping ``k`` latents per embedding.
 
@@ -101,6 +110,14 @@ class SparseAutoencoder(nn.Module):
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """``W_enc (x - b_pre) + b_lat`` for ``x[N, d_in]``: ``[N, hidden]``."""
         check_embeddings("x", x, self.d_in)
+        if torch.is_grad_enabled() and not x.requires_grad and not x.is_inference():
+            # Same value as below; written as x W^T + (b_lat - W b_pre) so that training on
+            # fixed embeddings skips the [N, hidden] x [hidden, d_in] product for x's gradient,
+            # which only b_pre would use (its gradient is a matrix-vector product this way).
+            # Inference-mode tensors (sentence-transformers' encode) cannot be saved for
+            # backward, so they take the plain path.
+            bias = self.latent_bias - self.encoder.weight @ self.pre_bias
+            return F.linear(x, self.encoder.weight, bias)
         return F.linear(x - self.pre_bias, self.encoder.weight, self.latent_bias)
 
     def codes_from_pre_activations(self, pre: torch.Tensor, k: int) -> SparseCodes:
@@ -133,8 +150,12 @@ class SparseAutoencoder(nn.Module):
                 weights.requires_grad or self.decoder_rows.requires_grad
             ):
                 # embedding_bag's backward with per-sample weights is several times slower on
-                # CPU than a scatter into [N, hidden] followed by a matmul.
-                out = codes.with_values(weights).to_dense() @ self.decoder_rows
+                # CPU than a scatter followed by a matmul; the scatter goes into the columns the
+                # batch actually uses ([N, <= N*k]), not all ``hidden`` of them.
+                out = (
+                    _compact_dense(codes.indices, weights)
+                    @ self.decoder_rows[torch.unique(codes.indices)]
+                )
             else:
                 # Sum of k decoder rows weighted by the code values, without a dense [N, hidden].
                 out = F.embedding_bag(
