@@ -89,6 +89,85 @@ def test_expert_permutation_permutes_the_mask(problem, rng):
     )
 
 
+@settings(max_examples=8)
+@given(routing_problems(), st.sampled_from(["plain", "shifted", "signed_zeros"]))
+def test_triton_kernel_equals_brute_force_greedy(problem, variant):
+    # Interpreted on the CPU here (TRITON_INTERPRET=1 from the root conftest); native on CUDA.
+    pytest.importorskip("triton")
+    probs, mask, k, low, high = problem
+    if variant == "shifted":  # negative scores order backwards in their float bits
+        probs = probs - 0.5
+    elif variant == "signed_zeros":  # -0.0 ties with +0.0 (and keeps its token/expert order)
+        probs = probs - 0.5
+        probs = torch.where(
+            probs == 0, torch.where(torch.rand(probs.shape) < 0.5, -0.0, 0.0), probs
+        )
+    expected = select_experts_reference(probs, k, mask, low, high)
+    assert torch.equal(select_experts(probs, k, mask, low, high, impl="triton"), expected)
+
+
+def test_triton_kernel_edge_cases():
+    pytest.importorskip("triton")
+    gen = torch.Generator().manual_seed(5)
+    cases = [
+        (torch.full((2, 5, 4), 0.25), torch.ones(2, 5, dtype=torch.bool), 2, 1, 4),  # all ties
+        (
+            torch.rand(3, 4, 6, generator=gen),
+            torch.tensor([[1, 1, 0, 1], [0] * 4, [1] * 4]),
+            3,
+            0,
+            6,
+        ),
+        (torch.rand(2, 3, 5, generator=gen), None, 2, 2, 4),  # k == L: nothing left to choose
+        (torch.rand(2, 3, 5, generator=gen), None, 3, 1, 3),
+        (torch.rand(2, 0, 5, generator=gen), None, 2, 1, 4),  # no tokens
+        (torch.tensor([[[3.0e38, -3.0e38, 1e-45, -1e-45]] * 3]), None, 2, 0, 4),  # extremes
+    ]
+    for probs, mask, k, low, high in cases:
+        expected = select_experts_reference(probs, k, mask, low, high)
+        got = select_experts(probs, k, mask, low, high, impl="triton")
+        assert torch.equal(got, expected), (k, low, high)
+
+
+def test_auto_stays_on_torch_for_cpu_tensors(monkeypatch):
+    import seqtopk._triton_select as kernel_module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("auto must not pick the Triton kernel for CPU tensors")
+
+    monkeypatch.setattr(kernel_module, "select_candidates_triton", fail)
+    probs = torch.rand(2, 4, 6, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(select_experts(probs, 2), select_experts_reference(probs, 2))
+
+
+def _tie_heavy(batch, tokens, experts, seed, device="cuda"):
+    gen = torch.Generator().manual_seed(seed)
+    probs = torch.randint(0, 16, (batch, tokens, experts), generator=gen).float() / 16
+    mask = torch.rand(batch, tokens, generator=gen) < 0.85
+    mask[0] = True
+    mask[-1, : tokens // 3] = False  # left padding
+    return probs.to(device), mask.to(device)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("k, low, high", [(1, 1, 3), (8, 1, 10), (4, 0, 16), (2, 2, 2)])
+def test_cuda_triton_matches_torch_and_cpu_at_scale(k, low, high):
+    probs, mask = _tie_heavy(8, 4096, 64, seed=7)
+    expected = select_experts(probs.cpu(), k, mask.cpu(), low, high, impl="torch")
+    for impl in ("triton", "torch", "auto"):  # auto -> triton on CUDA
+        got = select_experts(probs, k, mask, low, high, impl=impl)
+        assert got.is_cuda and torch.equal(got.cpu(), expected), impl
+
+
+@pytest.mark.gpu
+def test_cuda_triton_matches_reference_with_ties():
+    for seed in range(4):
+        probs, mask = _tie_heavy(3, 48, 16, seed=10 + seed)
+        probs[1] -= 0.5
+        expected = select_experts_reference(probs.cpu(), 4, mask.cpu(), 1, 7)
+        assert torch.equal(select_experts(probs, 4, mask, 1, 7, impl="triton").cpu(), expected)
+
+
 def test_k1_min1_is_per_token_topk():
     probs = torch.softmax(torch.randn(3, 9, 6, generator=torch.Generator().manual_seed(0)), -1)
     selected = select_experts(probs, 1, min_per_token=1)

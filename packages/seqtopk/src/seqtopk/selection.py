@@ -7,18 +7,19 @@ top-L experts, then walks the remaining pairs in the order (probability descendi
 ascending, expert ascending) and takes each one whose token has fewer than U experts, until the
 budget is spent. Padding tokens get no experts and take no budget; sequences never compete.
 
-Two implementations share one contract: :func:`select_experts_reference` (the greedy written as
-loops, the spec) and a vectorised torch path (two stable sorts; runs on any device); ``impl``
-picks one.
+Three implementations share one contract: :func:`select_experts_reference` (the greedy written
+as loops, the spec), a vectorised torch path (two stable sorts; runs on any device) and a Triton
+kernel (:mod:`seqtopk._triton_select`: the per-token sort in torch, then one program per sequence
+finds the budget's threshold by bisection and resolves ties in order, without the second sort);
+``impl`` picks one, and ``"auto"`` takes Triton for CUDA tensors.
 """
 
 from __future__ import annotations
 
 import torch
 
+from kernelkit.backend import IMPLS, resolve_impl
 from kernelkit.validation import check_finite, check_floating, check_ndim, check_tensor
-
-IMPLS = ("auto", "reference", "torch")
 
 __all__ = [
     "IMPLS",
@@ -133,7 +134,9 @@ def select_experts_reference(
     return selected.to(probs.device)
 
 
-def _select_torch(scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int):
+def _select_torch(
+    scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int, *, triton: bool = False
+):
     batch, length, _ = scores.shape
     # A stable descending sort ranks each token's experts by (score desc, expert asc); only the
     # ranks in [L, U) can be added after the forced top-L, so the sequence-level competition runs
@@ -143,15 +146,22 @@ def _select_torch(scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, h
     selected_by_rank[..., :low] = valid.unsqueeze(-1)
     width = high - low
     if width > 0 and k > low:
-        candidates = ranked_scores[..., low:high].masked_fill(~valid.unsqueeze(-1), -torch.inf)
-        # Row-major flattening puts ties in (token, rank) order, which is (token, expert) order
-        # because ranks within a token were already broken by the expert index.
-        order = torch.sort(
-            candidates.reshape(batch, length * width), dim=-1, descending=True, stable=True
-        ).indices
         budget = valid.sum(dim=-1, keepdim=True) * (k - low)
-        taken = torch.arange(length * width, device=scores.device).unsqueeze(0) < budget
-        chosen = torch.zeros_like(taken).scatter_(-1, order, taken)
+        if triton:
+            from seqtopk._triton_select import select_candidates_triton  # lazy: see its docstring
+
+            chosen = select_candidates_triton(
+                ranked_scores[..., low:high], valid, budget.squeeze(-1)
+            )
+        else:
+            candidates = ranked_scores[..., low:high].masked_fill(~valid.unsqueeze(-1), -torch.inf)
+            # Row-major flattening puts ties in (token, rank) order, which is (token, expert)
+            # order because ranks within a token were already broken by the expert index.
+            order = torch.sort(
+                candidates.reshape(batch, length * width), dim=-1, descending=True, stable=True
+            ).indices
+            taken = torch.arange(length * width, device=scores.device).unsqueeze(0) < budget
+            chosen = torch.zeros_like(taken).scatter_(-1, order, taken)
         selected_by_rank[..., low:high] = chosen.view(batch, length, width)
     return torch.zeros_like(selected_by_rank).scatter_(-1, ranked_experts, selected_by_rank)
 
@@ -175,18 +185,22 @@ def select_experts(
             every token is real.
         min_per_token: L, the fewest experts a valid token receives (the paper uses 1).
         max_per_token: U, the most a valid token receives (default ``min(k + 2, E)``).
-        impl: ``"auto"`` (the torch path), ``"reference"`` or ``"torch"``.
+        impl: ``"auto"`` (Triton for CUDA tensors when Triton imports, else torch),
+            ``"reference"``, ``"torch"`` or ``"triton"`` (CUDA, or CPU tensors under
+            ``TRITON_INTERPRET=1``).
 
     Raises ``ValueError``/``TypeError`` naming the argument for a wrong shape, a NaN, a mask that
-    is not 0/1, ``k`` outside [1, E] or bounds that make the budget infeasible.
+    is not 0/1, ``k`` outside [1, E] or bounds that make the budget infeasible, and
+    ``RuntimeError`` for ``impl="triton"`` where Triton cannot run.
     """
-    scores, valid = _check_probs_and_mask(probs, attention_mask)
-    k, low, high = resolve_bounds(k, scores.shape[-1], min_per_token, max_per_token)
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    if impl == "reference":
+    scores, valid = _check_probs_and_mask(probs, attention_mask)
+    k, low, high = resolve_bounds(k, scores.shape[-1], min_per_token, max_per_token)
+    path = resolve_impl(impl, scores.device)
+    if path == "reference":
         return select_experts_reference(probs, k, attention_mask, low, high)
-    return _select_torch(scores, valid, k, low, high)
+    return _select_torch(scores, valid, k, low, high, triton=path == "triton")
 
 
 def routing_weights(
