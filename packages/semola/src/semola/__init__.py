@@ -24,7 +24,14 @@ from semola.loss import (
     orthogonality_loss,
     sparsity_loss,
 )
-from semola.model import AugmentedTraining, LossTerms, PlainModel, SEMoLA
+from semola.model import (
+    AugmentedTraining,
+    LieGAN,
+    LossTerms,
+    PlainModel,
+    SEMoLA,
+    pair_discriminator,
+)
 from semola.readout import (
     AlgebraComparison,
     SymmetrySignature,
@@ -56,6 +63,7 @@ __all__ = [
     "GroupAction",
     "ImageAction",
     "LieAugmenter",
+    "LieGAN",
     "LossTerms",
     "PlainModel",
     "SEMoLA",
@@ -80,6 +88,7 @@ __all__ = [
     "make_so3_points",
     "make_task",
     "orthogonality_loss",
+    "pair_discriminator",
     "point_mlp",
     "small_cnn",
     "so2_generator",

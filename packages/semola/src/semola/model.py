@@ -7,7 +7,10 @@ prediction used at test time), so :func:`semola.training.fit` treats them alike:
 - :class:`PlainModel`: the base model alone, task loss only (no augmentation);
 - :class:`AugmentedTraining`: ordinary data augmentation from a given augmenter: with a fixed
   ground-truth basis it is the ground-truth-augmentation baseline; with a fixed basis of affine
-  generators and learned ranges plus a reward on the ranges it is Augerino.
+  generators and learned ranges plus a reward on the ranges it is Augerino;
+- :class:`LieGAN`: LieGAN-style adversarial discovery. The augmenter is the generator of a GAN
+  whose discriminator tells transformed pairs ``(g x, rho(g) y)`` from original pairs ``(x, y)``;
+  the base model trains on views augmented with the group found so far.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -31,7 +35,7 @@ from semola.loss import (
     sparsity_loss,
 )
 
-__all__ = ["AugmentedTraining", "LossTerms", "PlainModel", "SEMoLA"]
+__all__ = ["AugmentedTraining", "LieGAN", "LossTerms", "PlainModel", "SEMoLA", "pair_discriminator"]
 
 TaskLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -236,3 +240,112 @@ class AugmentedTraining(nn.Module):
         width = self.augmenter.scales().norm()
         total = task - self.range_reward * width
         return LossTerms(total, {"task": task.item(), "range": width.item()})
+
+
+def pair_discriminator(in_features: int, hidden: int = 64) -> nn.Module:
+    """A small MLP from a flattened ``(x, y)`` pair, ``(B, in_features)``, to one logit ``(B,)``."""
+    check_int_in_range("in_features", in_features, 1)
+    check_int_in_range("hidden", hidden, 1)
+    return nn.Sequential(
+        nn.Linear(in_features, hidden),
+        nn.LeakyReLU(0.2),
+        nn.Linear(hidden, hidden),
+        nn.LeakyReLU(0.2),
+        nn.Linear(hidden, 1),
+        nn.Flatten(0),
+    )
+
+
+class LieGAN(nn.Module):
+    """LieGAN-style discovery (Yang et al., ICML 2023): the augmenter is trained adversarially.
+
+    The augmenter (the GAN's generator) samples ``g = exp(sum_i c_i L_i)`` and moves each pair to
+    ``(g x, rho(g) y)``. The discriminator sees the input *and* the target, so a transformation that
+    breaks the relation between them (or moves ``x`` off the data distribution) is detectable; only
+    the symmetries of the joint distribution fool it. Losses (non-saturating GAN):
+
+    - discriminator: ``softplus(-D(x, y)) + softplus(D(g x, rho(g) y))`` (the fake pair detached);
+    - generators: ``softplus(-D(g x, rho(g) y))`` with the discriminator held fixed;
+    - base model: the task loss on views augmented with the current group, the group elements
+      detached (the discovered symmetry used as data augmentation, as LieGAN's downstream use).
+
+    All three are summed into one total; each part's gradient reaches only its own parameters, so
+    one optimiser step is a simultaneous GAN update. Collapse (``L -> 0`` makes ``g = I`` and the
+    fake pairs real) is prevented by the augmenter's fixed-norm basis (``normalize=True``), not by
+    LieGAN's own regulariser.
+
+    Args:
+        base_model: the predictor (``forward`` uses it alone).
+        augmenter: the learnable basis (LieGAN samples Gaussian coefficients:
+            ``distribution="gaussian"``).
+        discriminator: maps ``(B, F)`` flattened pairs to ``(B,)`` logits, e.g.
+            :func:`pair_discriminator`.
+        output_action: ``rho(g)`` on the targets; ``None`` for invariant targets.
+        num_classes: for integer class labels, which enter the discriminator one-hot.
+        task_weight: weight of the base model's task loss (0 for discovery alone).
+    """
+
+    def __init__(
+        self,
+        base_model: nn.Module,
+        augmenter: LieAugmenter,
+        discriminator: nn.Module,
+        *,
+        output_action: GroupAction | None = None,
+        num_classes: int | None = None,
+        task_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        for name, module in (("base_model", base_model), ("discriminator", discriminator)):
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}")
+        if not isinstance(augmenter, LieAugmenter):
+            raise TypeError(f"augmenter must be a LieAugmenter, got {type(augmenter).__name__}")
+        if output_action is not None and output_action.dim != augmenter.dim:
+            raise ValueError(
+                f"output_action acts with {output_action.dim}x{output_action.dim} matrices,"
+                f" the augmenter's group with {augmenter.dim}x{augmenter.dim}; they must match"
+            )
+        if num_classes is not None:
+            check_int_in_range("num_classes", num_classes, 2)
+        if not task_weight >= 0:
+            raise ValueError(f"task_weight must be >= 0, got {task_weight!r}")
+        self.base_model, self.augmenter, self.discriminator = base_model, augmenter, discriminator
+        self.output_action, self.num_classes = output_action, num_classes
+        self.task_weight = float(task_weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base_model(x)
+
+    def pair_features(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The discriminator's input: flattened ``x`` beside flattened (or one-hot) ``y``."""
+        if not y.is_floating_point():
+            if self.num_classes is None:
+                raise ValueError("integer targets need num_classes (they enter one-hot)")
+            y = F.one_hot(y, self.num_classes).to(x.dtype)
+        return torch.cat([x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1).to(x.dtype)], 1)
+
+    def compute_loss(self, x: torch.Tensor, y: torch.Tensor, task_loss: TaskLoss) -> LossTerms:
+        _check_batch(x, y)
+        augmented = self.augmenter(x, 1)
+        elements = augmented.group_elements
+        fake = self.pair_features(
+            augmented.views[0], _moved_targets(y, elements, self.output_action)
+        )
+        real = self.pair_features(x, y)
+        discriminator_loss = (
+            F.softplus(-self.discriminator(real)).mean()
+            + F.softplus(self.discriminator(fake.detach())).mean()
+        )
+        frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
+        generator_loss = F.softplus(-functional_call(self.discriminator, frozen, (fake,))).mean()
+        fixed = elements.detach()
+        views = self.augmenter.action(fixed.reshape(-1, *fixed.shape[2:]), x)
+        task = task_loss(self.base_model(views), _moved_targets(y, fixed, self.output_action))
+        total = self.task_weight * task + discriminator_loss + generator_loss
+        parts = {
+            "task": task.item(),
+            "discriminator": discriminator_loss.item(),
+            "generator": generator_loss.item(),
+        }
+        return LossTerms(total, parts)

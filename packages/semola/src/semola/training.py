@@ -18,7 +18,7 @@ from semola.actions import ImageAction
 from semola.augmenter import LieAugmenter
 from semola.data import TaskData, affine_generators
 from semola.loss import SEMoLALossConfig
-from semola.model import AugmentedTraining, PlainModel, SEMoLA
+from semola.model import AugmentedTraining, LieGAN, PlainModel, SEMoLA, pair_discriminator
 
 __all__ = [
     "METHODS",
@@ -32,8 +32,8 @@ __all__ = [
     "task_loss_for",
 ]
 
-METHODS = ("semola", "none", "ground_truth", "augerino")
-Method = Literal["semola", "none", "ground_truth", "augerino"]
+METHODS = ("semola", "none", "ground_truth", "augerino", "liegan")
+Method = Literal["semola", "none", "ground_truth", "augerino", "liegan"]
 CHECKPOINT_KIND = "semola-checkpoint"
 
 
@@ -46,7 +46,8 @@ class TrainConfig:
         metadata={"help": "rotation2d, no_symmetry2d, so3_points, 2body, 3body or digits"},
     )
     method: Method = field(
-        default="semola", metadata={"help": "semola, none, ground_truth or augerino"}
+        default="semola",
+        metadata={"help": "semola, none, ground_truth, augerino or liegan"},
     )
     steps: int = field(default=1500, metadata={"help": "optimiser steps"})
     batch_size: int = field(default=128, metadata={"help": "samples per step"})
@@ -63,7 +64,8 @@ class TrainConfig:
     coefficient_scale: float = field(
         default=1.0,
         metadata={
-            "help": "s: coefficients ~ U[-s, s] on trace-normalised generators (pi = all angles)"
+            "help": "s: coefficients ~ U[-s, s] on trace-normalised generators (pi = all angles);"
+            " liegan: N(0, s^2)"
         },
     )
     hidden: int = field(default=64, metadata={"help": "width of the base model"})
@@ -182,6 +184,25 @@ def build_trainer(
             seed=config.seed,
         )
         return SEMoLA(base, augmenter, output_action=task.output_action, config=loss_config)
+    if config.method == "liegan":
+        augmenter = LieAugmenter(
+            task.dim,
+            config.num_generators,
+            action=task.action,
+            distribution="gaussian",
+            coefficient_scale=config.coefficient_scale,
+            seed=config.seed,
+        )
+        num_classes = int(task.y_train.max()) + 1 if task.kind == "classification" else None
+        target_features = num_classes if num_classes is not None else task.y_train[0].numel()
+        discriminator = pair_discriminator(task.x_train[0].numel() + target_features, config.hidden)
+        return LieGAN(
+            base,
+            augmenter,
+            discriminator,
+            output_action=task.output_action,
+            num_classes=num_classes,
+        )
     if config.method == "ground_truth":
         if task.reference is None:
             raise ValueError(f"task {task.name!r} has no ground-truth symmetry to augment with")
