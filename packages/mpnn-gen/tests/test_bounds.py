@@ -279,3 +279,137 @@ def test_report_and_rank_correlation():
     tau = M.rank_correlations(rows_with_gap)
     assert tau["ju_pac_bayes"] == pytest.approx(1.0)
     assert math.isnan(tau["vc_wl"])
+
+
+def test_garg_rademacher_by_hand():
+    bound = M.garg_rademacher(tiny_gcn(), TRAIN, delta=0.1, gamma=0.5)
+    # One message-passing step (L = 1): B_1 = B_2 = s_conv = 2, C = C_phi B_2 = 2, d = 3,
+    # M = C_phi ((Cd)^1 - 1)/(Cd - 1) = 1, Z = B_x B_1 M = 5 * 2 * 1 = 10, B_beta = s_readout = 3,
+    # r = h = 2, m = 2.  scale = r d B_beta Z / gamma = 2 * 3 * 3 * 10 / 0.5 = 360.
+    scale = 360.0
+    expected = scale * math.sqrt(math.log(math.e + math.sqrt(2) * scale) / 2) + 3 * math.sqrt(
+        math.log(2 / 0.1) / 4
+    )
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+    assert bound.inputs["Z"] == pytest.approx(10.0) and bound.inputs["M"] == pytest.approx(1.0)
+    assert bound.extra["regime"] == "Cd > 1"
+    assert any("RECONSTRUCTED" in a for a in bound.assumptions)
+
+
+def test_garg_geometric_sum_over_depth():
+    # Two GCN layers with weight 2I and readout I: C = 2, d = 3, Cd = 6, L = 2,
+    # M = (6^2 - 1)/(6 - 1) = 7, Z = 5 * 2 * 7 = 70, B_beta = 1, r = 2.
+    model = M.GCN(2, 2, 2, depth=2)
+    with torch.no_grad():
+        for conv in model.convs:
+            conv.lin.weight.copy_(2 * torch.eye(2))
+        model.readout.weight.copy_(torch.eye(2))
+    bound = M.garg_rademacher(model, TRAIN, delta=0.1, gamma=0.5)
+    assert bound.inputs["M"] == pytest.approx(7.0) and bound.inputs["Z"] == pytest.approx(70.0)
+    scale = 2 * 3 * 1 * 70 / 0.5
+    expected = scale * math.sqrt(math.log(math.e + math.sqrt(2) * scale) / 2) + 3 * math.sqrt(
+        math.log(20) / 4
+    )
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+    # Cd = 1 regime: weight I/3 gives C d = 1 and M = L = 2.
+    with torch.no_grad():
+        for conv in model.convs:
+            conv.lin.weight.copy_(torch.eye(2) / 3)
+    flat = M.garg_rademacher(model, TRAIN, delta=0.1, gamma=0.5)
+    assert flat.extra["regime"] == "Cd = 1" and flat.inputs["M"] == pytest.approx(2.0)
+
+
+def test_garg_rejects_bad_models_and_inputs():
+    from torch_geometric.nn import GINConv
+
+    class NoGraph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(2, 2)
+
+    with pytest.raises(ValueError, match="at least one message-passing layer"):
+        M.garg_rademacher(NoGraph(), TRAIN)
+
+    class Gin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            mlp = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
+            self.a, self.b = GINConv(mlp), GINConv(torch.nn.Linear(2, 2))
+
+    with pytest.raises(ValueError, match="between message-passing layers"):
+        M.garg_rademacher(Gin(), TRAIN)
+    with pytest.raises(ValueError, match="gamma must be"):
+        M.garg_rademacher(tiny_gcn(), TRAIN, gamma=-1)
+    with pytest.raises(ValueError, match="delta must be"):
+        M.garg_rademacher(tiny_gcn(), TRAIN, delta=1)
+    with pytest.raises(ValueError, match="activation_lipschitz"):
+        M.garg_rademacher(tiny_gcn(), TRAIN, activation_lipschitz=0)
+    with pytest.raises(ValueError, match="empty dataset"):
+        M.garg_rademacher(tiny_gcn(), [])
+
+
+def test_aminian_by_hand():
+    bound = M.aminian_mean_field(tiny_gcn(), TRAIN, delta=0.1, alpha=10.0)
+    # W_1 = diag(2, 1): row norms 2, 1 -> w_1 = 2.  Readout diag(1, 3): w = W[1] - W[0]
+    # = (-1, 3) -> w_max = 3.  h = 2, B = 5, path graph P3: d_max = 2, d_min = 1, m = 2.
+    m_phi = 2 * 3 * 5 * math.sqrt(3) * 2  # h w_max B sqrt(d_max + 1) w_1 (ReLU: no cap)
+    m_loss = math.log1p(math.exp(m_phi))
+    expected = 4 * m_phi * math.sqrt(m_phi * 10 / 2) + 3 * m_loss * math.sqrt(math.log(20) / 4)
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+    # ||A_hat||_F^2 of P3 = 1/2 + 1/3 + 1/2 (self loops) + 4 * 1/(2*3) (edges) = 2;
+    # G = min(sqrt(3/2), sqrt(2)) = sqrt(3/2).  Functional version: alpha (h w_max B w_1)^2 G^2/m.
+    assert bound.inputs["G"] == pytest.approx(math.sqrt(1.5))
+    assert bound.extra["expected_gap_bound"] == pytest.approx(10 * 60.0**2 * 1.5 / 2)
+
+
+def test_aminian_tanh_cap_and_single_output():
+    model = tiny_gcn()
+    model.readout = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.readout.weight.copy_(torch.tensor([[0.5, -2.0]]))  # w_max = 2
+    bound = M.aminian_mean_field(model, TRAIN, delta=0.05, alpha=100.0, activation="tanh")
+    m_phi = 2 * 2 * 1.0  # h w_max min(B sqrt(3) w_1, 1)
+    expected = 4 * m_phi * math.sqrt(m_phi * 100 / 2) + 3 * math.log1p(math.exp(m_phi)) * math.sqrt(
+        math.log(40) / 4
+    )
+    assert bound.value == pytest.approx(expected, rel=1e-9)
+    assert bound.extra["expected_gap_bound"] == pytest.approx(100 * 4.0**2 * 1.5 / 2)
+
+
+@pytest.mark.parametrize("bound_fn", [M.garg_rademacher, M.aminian_mean_field])
+def test_new_bounds_monotone_finite_positive(bound_fn):
+    base = bound_fn(tiny_gcn(), TRAIN).value
+    assert math.isfinite(base) and base > 0
+    assert bound_fn(scaled(tiny_gcn(), 2.0), TRAIN).value > base  # larger readout norm
+    assert bound_fn(tiny_gcn(), TRAIN * 4).value < base  # more samples
+    assert bound_fn(tiny_gcn(), TRAIN, delta=0.01).value > bound_fn(tiny_gcn(), TRAIN).value
+
+
+def test_garg_monotone_in_depth_and_margin():
+    assert (
+        M.garg_rademacher(tiny_gcn(), TRAIN, gamma=0.5).value
+        > M.garg_rademacher(tiny_gcn(), TRAIN, gamma=1.0).value
+    )
+    shallow, deep = M.GCN(2, 4, 2, depth=1), M.GCN(2, 4, 2, depth=3)
+    with torch.no_grad():
+        for model in (shallow, deep):
+            for p in model.parameters():
+                p.copy_(torch.eye(*p.shape) * 2.0) if p.dim() == 2 else p.zero_()
+    assert M.garg_rademacher(deep, TRAIN).value > M.garg_rademacher(shallow, TRAIN).value
+
+
+def test_aminian_monotone_in_alpha_and_rejects_bad_inputs():
+    low = M.aminian_mean_field(tiny_gcn(), TRAIN, alpha=1.0).value
+    assert M.aminian_mean_field(tiny_gcn(), TRAIN, alpha=4.0).value > low
+    with pytest.raises(ValueError, match="one GCNConv layer"):
+        M.aminian_mean_field(M.GCN(2, 2, 2, depth=2), TRAIN)
+    with pytest.raises(ValueError, match="binary readout"):
+        M.aminian_mean_field(M.GCN(2, 2, 3, depth=1), TRAIN)
+    with pytest.raises(ValueError, match="alpha must be"):
+        M.aminian_mean_field(tiny_gcn(), TRAIN, alpha=0)
+    with pytest.raises(ValueError, match="activation must be"):
+        M.aminian_mean_field(tiny_gcn(), TRAIN, activation="sigmoid")
+    with pytest.raises(ValueError, match="delta must be"):
+        M.aminian_mean_field(tiny_gcn(), TRAIN, delta=0)
+    with pytest.raises(ValueError, match="empty dataset"):
+        M.aminian_mean_field(tiny_gcn(), [])

@@ -31,3 +31,10 @@ def test_er_densities_degree_features_and_models():
     config = M.TrainConfig(epochs=500, stop_when_fit=True)
     M.train_graph_classifier(model, graphs, config)
     assert M.measure_gap(model, graphs, graphs).train_error == 0.0
+
+
+def test_bounds_subcommand_lists_new_bounds(capsys):
+    args = ["bounds", "--model", "gcn", "--depth", "1", "--width", "8", "--graphs", "8"]
+    assert main([*args, "--nodes", "8", "--epochs", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "garg_rademacher" in out and "aminian_mean_field" in out

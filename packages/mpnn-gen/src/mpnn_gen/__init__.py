@@ -5,7 +5,9 @@ from importlib.metadata import version
 from mpnn_gen import wl
 from mpnn_gen.bounds import (
     Bound,
+    aminian_mean_field,
     compositional_pac_bayes,
+    garg_rademacher,
     ju_pac_bayes,
     liao_gcn_pac_bayes,
     liao_mpgnn_pac_bayes,
@@ -39,10 +41,12 @@ __all__ = [
     "WLResult",
     "WeightLayer",
     "__version__",
+    "aminian_mean_field",
     "as_graph_batch",
     "compositional_pac_bayes",
     "count_classes",
     "extract_layers",
+    "garg_rademacher",
     "ju_pac_bayes",
     "liao_gcn_pac_bayes",
     "liao_mpgnn_pac_bayes",

@@ -27,7 +27,9 @@ from mpnn_gen.norms import extract_layers, operator_norm
 
 __all__ = [
     "Bound",
+    "aminian_mean_field",
     "compositional_pac_bayes",
+    "garg_rademacher",
     "ju_pac_bayes",
     "liao_gcn_pac_bayes",
     "liao_mpgnn_pac_bayes",
@@ -281,6 +283,190 @@ def compositional_pac_bayes(
         ),
         "Brilliantov, Souza, Garg. Compositional PAC-Bayes. NeurIPS 2024 "
         "(Aalto-QuML/Compositional-PAC-Bayes, bounds.py)",
+    )
+
+
+def garg_rademacher(
+    model, train, *, delta: float = 0.05, gamma: float = 1.0, activation_lipschitz: float = 1.0
+) -> Bound:
+    """Margin/Rademacher bound of Garg, Jegelka & Jaakkola (ICML 2020) for message passing,
+    **reconstructed** (the research note has it from memory only; not checked against the paper):
+
+    ``r d B_beta Z / gamma * sqrt(ln(e + sqrt(m) r d B_beta Z / gamma) / m)
+    + 3 sqrt(ln(2/delta) / (2 m))``
+
+    with ``Z = B_x B_1 M`` the bound on a node embedding's norm after ``L`` message-passing steps,
+    ``M = C_phi ((C d)^L - 1) / (C d - 1)`` (``C_phi L`` when ``C d = 1``), ``C = C_phi B_2``
+    (message and aggregation maps 1-Lipschitz: ``C_g = C_rho = 1``), ``B_1 = B_2`` = the largest
+    spectral norm of a message-passing weight, ``B_beta`` = the product of the spectral norms of
+    the node-wise layers after the last message-passing layer, ``r = h`` the largest width and
+    ``d`` = max degree + 1. The leading constant and the log argument are our choice (``O~(.)``
+    set to 1); ``3 sqrt(ln(2/delta)/(2m))`` is the standard Rademacher confidence term."""
+    delta, gamma = _check_delta(delta), _check_gamma(gamma)
+    if isinstance(activation_lipschitz, bool) or not activation_lipschitz > 0:
+        raise ValueError(f"activation_lipschitz must be > 0, got {activation_lipschitz!r}")
+    layers = extract_layers(model)
+    graph_positions = [i for i, layer in enumerate(layers) if layer.operator != "identity"]
+    if not graph_positions:
+        raise ValueError("garg_rademacher needs at least one message-passing layer, got none")
+    if graph_positions != list(range(len(graph_positions))):
+        raise ValueError(
+            "garg_rademacher needs one weight matrix per message-passing step followed by "
+            "node-wise/readout layers; got node-wise layers between message-passing layers "
+            f"(operators {[layer.operator for layer in layers]})"
+        )
+    stats = _stats(model, train)
+    steps = len(graph_positions)
+    m, d, b_x, r = stats.m, stats.max_degree_plus_one, stats.max_feature_norm, stats.width
+    b_w = max(stats.spectral[:steps])
+    b_beta = math.prod(stats.spectral[steps:]) if steps < len(stats.spectral) else 1.0
+    c = activation_lipschitz * b_w
+    growth = c * d
+    unit = math.isclose(growth, 1.0, rel_tol=1e-6)  # weights are float32
+    geometric = float(steps) if unit else (growth**steps - 1) / (growth - 1)
+    lipschitz_sum = activation_lipschitz * geometric
+    z = b_x * b_w * lipschitz_sum
+    scale = r * d * b_beta * z / gamma
+    value = scale * math.sqrt(math.log(math.e + math.sqrt(m) * scale) / m) + 3 * math.sqrt(
+        math.log(2 / delta) / (2 * m)
+    )
+    regime = "Cd = 1" if unit else ("Cd < 1" if growth < 1 else "Cd > 1")
+    return Bound(
+        "garg_rademacher",
+        value,
+        {
+            **_norm_inputs(stats),
+            "delta": delta,
+            "gamma": gamma,
+            "B_1": b_w,
+            "B_2": b_w,
+            "B_beta": b_beta,
+            "C": c,
+            "M": lipschitz_sum,
+            "Z": z,
+            "r": r,
+            "L": steps,
+        },
+        (
+            "gap of the gamma-margin loss; binary classification in the paper (multi-class "
+            "readout treated like the other margin bounds)",
+            "weights shared across steps in the paper; per-layer weights replaced by the largest "
+            "spectral norm (B_1 = B_2 = max_k s_k)",
+            f"C_phi = {activation_lipschitz}, message g and aggregation rho 1-Lipschitz "
+            "(identity/sum), d = max degree + 1",
+            "RECONSTRUCTED form (research note [M], from memory): leading constant 1, log "
+            "argument e + sqrt(m) r d B_beta Z / gamma; not checked against the paper",
+        ),
+        "Garg, Jegelka, Jaakkola. Generalization and representational limits of graph neural "
+        "networks. ICML 2020 (Rademacher bound; form reconstructed)",
+        extra={"regime": regime},
+    )
+
+
+def _gcn_frobenius_norms(graph) -> torch.Tensor:
+    """``||D^-1/2 (A + I) D^-1/2||_F`` of each graph of a :class:`GraphBatch`."""
+    src, dst = graph.edge_index
+    degree = torch.bincount(dst, minlength=graph.num_nodes).double() + 1
+    squares = torch.zeros(graph.num_graphs, dtype=torch.float64)
+    squares.index_add_(0, graph.batch, 1 / degree)
+    squares.index_add_(0, graph.batch[dst], 1 / (degree[src] * degree[dst]))
+    return squares.sqrt()
+
+
+def aminian_mean_field(
+    model,
+    train,
+    *,
+    delta: float = 0.05,
+    alpha: float = 100.0,
+    activation: str = "relu",
+) -> Bound:
+    """Mean-field bounds of Aminian, He, Reinert, Szpruch & Cohen (ICML 2024) for a one-layer
+    GCN with mean readout, in the form of their code (``SherylHYX/GNN_MF_GE``, ``models.py``,
+    ``GCN.Rademacher_mean_pooling_generalization_bound`` and
+    ``GCN.mean_pooling_generalization_bound``). ``value`` is the Rademacher (high-probability)
+    version on the logistic loss:
+
+    ``4 M_phi sqrt(M_phi alpha / m) + 3 M_l sqrt(ln(2/delta) / (2 m))``,
+    ``M_phi = h w_max min(B sqrt(d_max + 1) w_1, cap)``, ``M_l = ln(1 + exp(M_phi))``;
+
+    ``extra['expected_gap_bound']`` is the functional-derivative version
+    ``alpha M_phi'^2 G^2 / m`` with ``M_phi' = h w_max min(B w_1, cap)`` and
+    ``G = min(sqrt((d_max + 1)/(d_min + 1)), max_G ||D^-1/2 (A+I) D^-1/2||_F)``.
+
+    ``w_1`` is the largest row norm of the GCN weight (one hidden neuron's input weights);
+    ``w_max`` the largest ``|w_j|`` of the binary readout ``w = W[1] - W[0]`` (two classes) or
+    ``W[0]`` (one output); ``cap = 1`` for ``tanh`` and none (inf) for ``relu``. The factor ``h``
+    writes our network ``sum_j w_j s(.)`` as the mean-field average ``(1/h) sum_j (h w_j) s(.)``
+    (their model divides by ``h`` itself). ``alpha`` is the inverse regularisation strength
+    (their training uses weight decay ``1/(alpha h)``; their default ``alpha = 100``)."""
+    delta = _check_delta(delta)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha > 0:
+        raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
+    caps = {"relu": math.inf, "tanh": 1.0}
+    if activation not in caps:
+        raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
+    layers = extract_layers(model)
+    if [layer.operator for layer in layers] != ["gcn", "identity"]:
+        raise ValueError(
+            "aminian_mean_field covers one GCNConv layer followed by a linear readout; got "
+            f"operators {[layer.operator for layer in layers]}"
+        )
+    first, readout = (layer.weight.detach().double() for layer in layers)
+    if readout.shape[0] == 2:
+        w = readout[1] - readout[0]
+    elif readout.shape[0] == 1:
+        w = readout[0]
+    else:
+        raise ValueError(
+            f"aminian_mean_field needs a binary readout (1 or 2 outputs), got {readout.shape[0]}"
+        )
+    graphs = _graph_list(train)
+    m, h = len(graphs), int(first.shape[0])
+    flat = as_graph_batch(graphs, use_features=False)
+    degree = torch.bincount(flat.edge_index[1], minlength=flat.num_nodes)
+    d_max, d_min = int(degree.max()), int(degree.min())
+    b = float(torch.cat([g.x for g in graphs]).double().norm(dim=1).max())
+    w_1 = float(first.norm(dim=1).max())
+    w_max = float(w.abs().max())
+    cap = caps[activation]
+    m_phi = h * w_max * min(b * math.sqrt(d_max + 1) * w_1, cap)
+    m_loss = m_phi + math.log1p(math.exp(-m_phi))  # ln(1 + e^M_phi), overflow-free
+    value = 4 * m_phi * math.sqrt(m_phi * alpha / m) + 3 * m_loss * math.sqrt(
+        math.log(2 / delta) / (2 * m)
+    )
+    g_value = min(math.sqrt((d_max + 1) / (d_min + 1)), float(_gcn_frobenius_norms(flat).max()))
+    m_phi_expected = h * w_max * min(b * w_1, cap)
+    expected = alpha * m_phi_expected**2 * g_value**2 / m
+    return Bound(
+        "aminian_mean_field",
+        value,
+        {
+            "m": m,
+            "h": h,
+            "B": b,
+            "d_max": d_max,
+            "d_min": d_min,
+            "w_1": w_1,
+            "w_max": w_max,
+            "M_phi": m_phi,
+            "M_loss": m_loss,
+            "G": g_value,
+            "alpha": alpha,
+            "delta": delta,
+        },
+        (
+            "gap of the logistic loss (not 0-1 or margin); binary readout",
+            "mean-field regime: the trained weights are the minimiser of the entropy-regularised "
+            "risk with regularisation 1/alpha (their training: weight decay 1/(alpha h)); a "
+            "model trained otherwise only gets the formula's value, not a certified bound",
+            f"activation {activation} (|s| <= {cap}); one GCN layer, mean readout; biases ignored",
+            "M_loss = ln(1 + e^M_phi) bounds the logistic loss (their code uses ln(1 + e^w_max), "
+            "equal when the tanh cap binds); w_max = max |w_j| (their code: signed max)",
+        ),
+        "Aminian, He, Reinert, Szpruch, Cohen. Generalization error of graph neural networks "
+        "in the mean-field regime. ICML 2024 (SherylHYX/GNN_MF_GE, models.py)",
+        extra={"expected_gap_bound": expected, "M_phi_expected": m_phi_expected},
     )
 
 

@@ -83,9 +83,17 @@ def _bounds(args) -> int:
         train,
         M.TrainConfig(epochs=config.epochs, seed=config.seed),
     )
-    fns = [M.vc_wl, M.liao_gcn_pac_bayes, M.ju_pac_bayes, M.compositional_pac_bayes]
+    fns = [
+        M.vc_wl,
+        M.garg_rademacher,
+        M.liao_gcn_pac_bayes,
+        M.ju_pac_bayes,
+        M.compositional_pac_bayes,
+    ]
     if config.model == "mpgnn":
         fns.append(M.liao_mpgnn_pac_bayes)
+    elif config.depth == 1:
+        fns.append(M.aminian_mean_field)  # one GCN layer only
     rows = M.report(model, train, test, bounds=fns, delta=config.delta, gamma=config.gamma)
     print(f"gap (0-1): {rows[0]['gap_01']:.4f}   gap (margin): {rows[0]['gap_margin']:.4f}")
     for row in rows:
