@@ -9,9 +9,10 @@ from faro import (
     score_pairs,
     synthetic_text_preferences,
 )
-from transformers import AutoModelForSequenceClassification, ByT5Tokenizer
+from transformers import AutoModelForSequenceClassification, ByT5Tokenizer, TrainerCallback
 from trl import RewardConfig, RewardTrainer
 
+from kernelkit.io import ArtifactError
 from kernelkit.testing import tiny_sequence_classifier
 
 
@@ -185,6 +186,110 @@ def test_checkpoint_resume_and_save_load_round_trip(tmp_path, tokenizer):
     before = score_pairs(trainer.model, data, tokenizer=tokenizer)
     after = score_pairs(loaded, data, tokenizer=tokenizer)
     torch.testing.assert_close(after.reward_chosen, before.reward_chosen, rtol=1e-6, atol=1e-7)
+
+
+class _StopAt(TrainerCallback):
+    """Ends training after ``step`` (the checkpoint of that step is written first): an interruption."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+        return control
+
+
+def _resume_args(output_dir, **overrides):
+    settings = dict(
+        constraint="dp",
+        epsilon=0.05,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        max_steps=4,
+        save_strategy="steps",
+        save_steps=3,
+        fairness_eval_steps=1,
+        dual_lr=0.5,
+        seed=0,
+    )
+    settings.update(overrides)
+    return faro_args(output_dir, **settings)
+
+
+def test_resumed_run_returns_the_uninterrupted_best_iterate(tmp_path, tokenizer):
+    # 16 pairs in batches of 8: two steps per epoch, so the resume at step 3 is mid-epoch 1
+    train = synthetic_text_preferences(16, seed=5)
+    validation = synthetic_text_preferences(24, seed=6)
+
+    def trainer(output_dir, seed=0, callbacks=None):
+        return ProxyGDATrainer(
+            tiny_model(tokenizer, seed=seed),
+            args=_resume_args(output_dir),
+            train_dataset=train,
+            eval_dataset=validation,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+
+    full = trainer(tmp_path / "full")
+    full.train()
+    # the best iterate comes before the interruption, so a resume that restarted the selection
+    # would end on a later, worse-scored iterate
+    assert full.best_iterate is not None and full.best_iterate["step"] < 3
+
+    interrupted = trainer(tmp_path / "cut", callbacks=[_StopAt(3)])
+    interrupted.train()
+    assert interrupted.state.global_step == 3
+    checkpoint = tmp_path / "cut" / "checkpoint-3"
+    assert (checkpoint / "faro_best_iterate" / "tensors.safetensors").is_file()
+    assert not list(checkpoint.glob("faro_best_iterate/*.tmp"))
+
+    resumed = trainer(tmp_path / "cut", seed=1)  # other initial weights: all must come from disk
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 4
+    assert resumed.best_iterate == full.best_iterate
+    assert resumed._best_key == full._best_key
+    assert torch.equal(resumed.lagrangian.multipliers, full.lagrangian.multipliers)
+    assert full._best_state.keys() == resumed._best_state.keys()
+    for name, tensor in full._best_state.items():
+        assert torch.equal(resumed._best_state[name], tensor), name
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_corrupt_best_iterate_in_checkpoint_raises_clear_error(tmp_path, tokenizer):
+    train = synthetic_text_preferences(16, seed=7)
+    args = _resume_args(tmp_path / "run", max_steps=1, save_steps=1)
+
+    def trainer(args):
+        return ProxyGDATrainer(
+            tiny_model(tokenizer),
+            args=args,
+            train_dataset=train,
+            eval_dataset=train,
+            processing_class=tokenizer,
+        )
+
+    trainer(args).train()
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    tensors = checkpoint / "faro_best_iterate" / "tensors.safetensors"
+    payload = tensors.read_bytes()
+    tensors.write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(ArtifactError, match=r"best-iterate copy .* corrupt"):
+        trainer(args)._load_from_checkpoint(str(checkpoint))
+
+    tensors.unlink()  # the state says a best copy was saved, so its absence is an error too
+    with pytest.raises(ArtifactError, match=r"has no tensors\.safetensors"):
+        trainer(args)._load_from_checkpoint(str(checkpoint))
+
+    tensors.write_bytes(payload)  # intact again: loads, but not under another epsilon
+    trainer(args)._load_from_checkpoint(str(checkpoint))
+    other = _resume_args(tmp_path / "run", max_steps=1, save_steps=1, epsilon=0.2)
+    with pytest.raises(ValueError, match="selected under constraint"):
+        trainer(other)._load_from_checkpoint(str(checkpoint))
 
 
 def test_bad_datasets_raise_clear_errors(tmp_path, tokenizer):

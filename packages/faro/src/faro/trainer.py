@@ -39,12 +39,30 @@ from faro.constraints import CONSTRAINT_NAMES, Constraint, make_constraint
 from faro.data import GROUP_COLUMN, LABEL_COLUMN, ORIENTATION_COLUMN, TWIN_COLUMNS
 from faro.lagrangian import ProxyLagrangian
 from faro.linear import stratified_order
-from kernelkit.io import load_artifact, save_artifact
+from kernelkit.io import ArtifactError, load_artifact, save_artifact
 
 __all__ = ["FairPreferenceCollator", "FaroConfig", "ProxyGDATrainer", "StratifiedGroupSampler"]
 
+
+def _encode_float(value: float) -> float | str:
+    """JSON has no inf/nan; ``max_violation`` is ``-inf`` when no constraint is active."""
+    value = float(value)
+    return value if math.isfinite(value) else repr(value)
+
+
+def _decode_float(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, str) and value not in ("inf", "-inf", "nan"):
+        raise ValueError(f"{what} must be a number or 'inf'/'-inf'/'nan', got {value!r}")
+    return float(value)
+
+
 STATE_DIRECTORY = "faro_state"
 STATE_KIND = "faro-proxy-gda-state"
+BEST_DIRECTORY = "faro_best_iterate"
+BEST_KIND = "faro-proxy-gda-best-iterate"
+_RECORD_FIELDS = ("step", "bt_loss", "accuracy", "max_violation", "feasible")
 TWIN_ID_COLUMNS = ("chosen_cf_ids", "rejected_cf_ids")
 
 
@@ -155,6 +173,7 @@ class StratifiedGroupSampler(Sampler[int]):
 
     Seeded by ``seed`` and the pass number, so every process draws the same order and the
     distributed batch sharding hands each process consecutive, stratified windows.
+    ``set_epoch`` pins the pass number to the epoch, so a resumed run replays the same orders.
     """
 
     def __init__(self, groups: list[int], seed: int) -> None:
@@ -164,6 +183,11 @@ class StratifiedGroupSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.groups.shape[0]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass the one of ``epoch``, so a run resumed mid-training draws the order
+        an uninterrupted run draws (the trainer calls this at the start of every epoch)."""
+        self.passes = int(epoch)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.passes)
@@ -452,21 +476,94 @@ class ProxyGDATrainer(RewardTrainer):
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
-            folder = os.path.join(
+            checkpoint = os.path.join(
                 self._get_output_dir(trial=trial),
                 f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}",
-                STATE_DIRECTORY,
             )
+            has_best = self._best_state is not None
+            if has_best:
+                # written before faro_state, whose manifest (written last) says a best copy exists:
+                # a save cut short leaves a state that points at a missing or unfinished copy,
+                # which loading reports instead of silently restarting the selection
+                save_artifact(
+                    os.path.join(checkpoint, BEST_DIRECTORY),
+                    self._best_state,
+                    self._best_config(),
+                    kind=BEST_KIND,
+                )
             save_artifact(
-                folder,
+                os.path.join(checkpoint, STATE_DIRECTORY),
                 self.lagrangian.state_dict(),
-                {"constraint": self.constraint.name, "epsilon": self.constraint.epsilon},
+                {
+                    "constraint": self.constraint.name,
+                    "epsilon": self.constraint.epsilon,
+                    "has_best_iterate": has_best,
+                },
                 kind=STATE_KIND,
             )
+
+    def _best_config(self) -> dict[str, Any]:
+        assert self.best_iterate is not None and self._best_key is not None
+        return {
+            "constraint": self.constraint.name,
+            "epsilon": self.constraint.epsilon,
+            "key": [int(self._best_key[0]), _encode_float(self._best_key[1])],
+            "record": {name: _encode_float(self.best_iterate[name]) for name in _RECORD_FIELDS},
+        }
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         folder = os.path.join(resume_from_checkpoint, STATE_DIRECTORY)
-        if os.path.isdir(folder):
-            tensors, _ = load_artifact(folder, kind=STATE_KIND)
-            self.lagrangian.load_state_dict(tensors)
+        if not os.path.isdir(folder):
+            return
+        tensors, config = load_artifact(folder, kind=STATE_KIND)
+        self.lagrangian.load_state_dict(tensors)
+        if config.get("has_best_iterate"):
+            self._load_best_iterate(os.path.join(resume_from_checkpoint, BEST_DIRECTORY))
+        else:
+            # no best copy existed when the checkpoint was written (or an older faro wrote it)
+            self._best_state, self._best_key, self.best_iterate = None, None, None
+
+    def _load_best_iterate(self, folder: str) -> None:
+        """Restore the best-iterate weights, score and selection key saved by ``_save_checkpoint``."""
+        reference = self.accelerator.unwrap_model(self.model).state_dict()
+        try:
+            tensors, config = load_artifact(
+                folder,
+                kind=BEST_KIND,
+                expected_shapes={name: tuple(t.shape) for name, t in reference.items()},
+            )
+            extra = sorted(set(tensors) - set(reference))
+            if extra:
+                raise ArtifactError(
+                    f"it holds tensors the model does not have: {extra[:5]}"
+                    + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+                )
+            key = config["key"]
+            if not isinstance(key, list) or len(key) != 2 or key[0] not in (0, 1):
+                raise ArtifactError(f"its selection key must be [0 or 1, score], got {key!r}")
+            best_key = (int(key[0]), _decode_float(key[1], "the selection score"))
+            record = {
+                name: _decode_float(config["record"][name], f"record[{name!r}]")
+                for name in _RECORD_FIELDS
+            }
+        except (ArtifactError, KeyError, TypeError, ValueError) as err:
+            if isinstance(err, KeyError):
+                err = ArtifactError(f"its manifest config lacks {err}")
+            raise ArtifactError(
+                f"checkpoint best-iterate copy {folder!r} is missing, corrupt or does not fit this "
+                f"model, so the best feasible iterate cannot be restored: {err}"
+            ) from err
+        if (config.get("constraint"), config.get("epsilon")) != (
+            self.constraint.name,
+            self.constraint.epsilon,
+        ):
+            raise ValueError(
+                f"checkpoint best iterate {folder!r} was selected under constraint "
+                f"{config.get('constraint')!r} with epsilon {config.get('epsilon')!r}, but this run "
+                f"uses {self.constraint.name!r} with epsilon {self.constraint.epsilon!r}; its "
+                "feasibility does not carry over (resume with the same constraint, or start afresh)"
+            )
+        self._best_state = {name: tensors[name].to(reference[name].dtype) for name in reference}
+        self._best_key = best_key
+        self.best_iterate = record
