@@ -192,3 +192,30 @@ def test_cli_train_generate_round_trip(tmp_path, capsys):
     assert '"accuracy"' in capsys.readouterr().out
     with pytest.raises(ValueError, match="num_slots"):
         main(["train", *common, "--examples", str(data), "--num-slots", "0"])
+
+
+def test_shipped_recall_fixture_does_in_context_learning():
+    """The shipped pretrained recall model (package data) reads unseen maps from its context.
+
+    Threshold: mean accuracy >= 0.8 with 16 demonstrations over 4 fresh maps (chance is
+    1 / num_values = 0.25 for the shipped 4-key/4-value config); runs in about a second.
+    """
+    from reasoncache.recall import (
+        RecallTask,
+        icl_accuracy,
+        load_pretrained_recall_model,
+        shipped_recall_model_path,
+    )
+
+    assert shipped_recall_model_path().is_dir()
+    with torch_threads(1):
+        model, config = load_pretrained_recall_model()
+        task = RecallTask(config)
+        generator = torch.Generator().manual_seed(1234)
+        accuracies = [
+            icl_accuracy(model, task, task.random_maps(1, generator)[0], 16, generator, trials=8)
+            for _ in range(4)
+        ]
+    chance = 1 / config.num_values
+    assert chance == 0.25
+    assert sum(accuracies) / len(accuracies) >= 0.8

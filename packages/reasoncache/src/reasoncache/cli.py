@@ -1,4 +1,4 @@
-"""``reasoncache`` console script: train, generate, eval, repro, bench."""
+"""``reasoncache`` console script: train, generate, eval, pretrain-recall, repro, bench."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
 from reasoncache import bench, repro
 from reasoncache.cache import ReasonCache, ReasonCacheConfig
+from reasoncache.recall import RecallConfig
 from reasoncache.train import TrainConfig, train_cache
 
 __all__ = ["main"]
@@ -121,6 +122,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_recall(args: argparse.Namespace) -> int:
+    from kernelkit.utils import torch_threads
+    from reasoncache.recall import RecallConfig, pretrain_recall_model, save_recall_model
+
+    config = dataclass_from_args(RecallConfig, args)
+    with torch_threads(args.threads):
+        model = pretrain_recall_model(config)
+    print(f"recall model saved to {save_recall_model(model, config, args.out)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reasoncache", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("--examples", type=Path, required=True, help="JSONL prompt/completion")
     evaluate.add_argument("--max-new-tokens", type=int, default=16)
     evaluate.set_defaults(handler=_evaluate)
+
+    pretrain = commands.add_parser(
+        "pretrain-recall",
+        help="pretrain the tiny associative-recall model (regenerates the shipped fixture)",
+    )
+    pretrain.add_argument("--out", type=Path, required=True, help="output directory")
+    pretrain.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_dataclass_arguments(pretrain, RecallConfig)
+    pretrain.set_defaults(handler=_pretrain_recall)
 
     add_repro_and_bench(commands, package="reasoncache", repro_run=repro.run, bench_run=bench.run)
     args = parser.parse_args(argv)

@@ -8,41 +8,47 @@ the key up earlier in the context (an induction head). A *new task* is one fixed
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from kernelkit.io import load_artifact
+from kernelkit.io import load_artifact, save_artifact
 from kernelkit.utils import progress
 
 __all__ = [
     "RecallConfig",
     "RecallTask",
+    "icl_accuracy",
     "load_pretrained_recall_model",
     "pretrain_recall_model",
     "recall_accuracy",
+    "save_recall_model",
+    "shipped_recall_model_path",
     "tiny_recall_model",
 ]
 
 BOS = 0
 WEIGHTS_NAME = "recall_model"
+#: The shipped fixture lives at ``reasoncache/data/recall_model`` (safetensors + config JSON).
+#: Regenerate it with ``reasoncache pretrain-recall --out src/reasoncache/data/recall_model``.
+DATA_DIR = "data"
 
 
 @dataclass
 class RecallConfig:
     """The associative-recall vocabulary and the tiny model trained on it."""
 
-    num_keys: int = field(default=8, metadata={"help": "distinct keys per map"})
-    num_values: int = field(default=8, metadata={"help": "distinct value tokens"})
-    num_pairs: int = field(default=16, metadata={"help": "key/value pairs per training sequence"})
+    num_keys: int = field(default=4, metadata={"help": "distinct keys per map"})
+    num_values: int = field(default=4, metadata={"help": "distinct value tokens"})
+    num_pairs: int = field(default=12, metadata={"help": "key/value pairs per training sequence"})
     hidden_size: int = field(default=64, metadata={"help": "model width"})
     num_layers: int = field(default=2, metadata={"help": "decoder layers"})
-    pretrain_steps: int = field(default=3000, metadata={"help": "pretraining steps"})
+    pretrain_steps: int = field(default=2000, metadata={"help": "pretraining steps"})
     batch_size: int = field(default=64, metadata={"help": "pretraining batch size"})
-    learning_rate: float = field(default=2e-3, metadata={"help": "pretraining AdamW lr"})
+    learning_rate: float = field(default=3e-3, metadata={"help": "pretraining AdamW lr"})
     seed: int = field(default=0, metadata={"help": "random seed"})
 
     @property
@@ -130,17 +136,33 @@ def pretrain_recall_model(config: RecallConfig, *, show_progress: bool = True):
     return model
 
 
+def save_recall_model(model, config: RecallConfig, directory: str | Path) -> Path:
+    """Save a recall model's weights (safetensors) and its :class:`RecallConfig` with kernelkit.io."""
+    state = {k: v.detach().float() for k, v in model.state_dict().items()}
+    return save_artifact(directory, state, asdict(config), kind="recall_model")
+
+
+def shipped_recall_model_path():
+    """The package-data directory of the shipped pretrained recall model (a Traversable)."""
+    return resources.files("reasoncache") / DATA_DIR / WEIGHTS_NAME
+
+
 def load_pretrained_recall_model(path: str | Path | None = None):
-    """The shipped pretrained recall model, or one saved at ``path`` by kernelkit.io."""
-    model = tiny_recall_model(RecallConfig())
+    """The shipped pretrained recall model, or one saved at ``path`` by :func:`save_recall_model`.
+
+    Returns ``(model, config)``; the config is read back from the artifact, so the task the model
+    was trained on is reproduced exactly.
+    """
     if path is None:
-        with resources.as_file(resources.files("reasoncache") / WEIGHTS_NAME) as shipped:
-            state, _ = load_artifact(shipped, kind="recall_model")
+        with resources.as_file(shipped_recall_model_path()) as shipped:
+            state, saved = load_artifact(shipped, kind="recall_model")
     else:
-        state, _ = load_artifact(path, kind="recall_model")
+        state, saved = load_artifact(path, kind="recall_model")
+    config = RecallConfig(**saved)
+    model = tiny_recall_model(config)
     model.load_state_dict(state)
     model.eval()
-    return model
+    return model, config
 
 
 @torch.no_grad()
@@ -151,3 +173,20 @@ def recall_accuracy(logits: torch.Tensor, tokens: torch.Tensor, start: int) -> f
     positions = torch.arange(targets.shape[1])
     is_value = (positions % 2 == 1) & (positions + 1 >= start)
     return (predictions[:, is_value] == targets[:, is_value]).float().mean().item()
+
+
+@torch.no_grad()
+def icl_accuracy(
+    model, task: RecallTask, mapping: torch.Tensor, demos: int, generator, trials: int
+) -> float:
+    """Accuracy on every key of ``mapping`` after ``demos`` in-context demonstrations of it.
+
+    Each of ``trials`` rounds draws fresh demonstrations (keys at random, so with few demos some
+    queried keys are unseen and only guessable); chance is ``1 / num_values``.
+    """
+    keys = torch.arange(task.config.num_keys).repeat(trials)
+    maps = mapping.expand(len(keys), -1)
+    context = task.sequences(maps, demos, generator) if demos else torch.full((len(keys), 1), BOS)
+    tokens = torch.cat([context, task.key_token(keys)[:, None]], dim=1)
+    predictions = model(input_ids=tokens).logits[:, -1].argmax(-1)
+    return (predictions == task.value_token(mapping[keys])).float().mean().item()
