@@ -148,8 +148,8 @@ class AlternatingReflections(Optimizer):
         return _reflect(project_b, _reflect(project_a, state))
 
 
-class DouglasRachford(Optimizer):
-    """Douglas–Rachford with relaxation λ ∈ (0, 1] (0.5 by default, as in the paper's code)."""
+class _Relaxed(Optimizer):
+    """An optimiser with a relaxation λ ∈ (0, 1] (0.5 by default, as in the paper's code)."""
 
     def __init__(
         self,
@@ -162,6 +162,10 @@ class DouglasRachford(Optimizer):
         if not 0 < relaxation <= 1:
             raise ValueError(f"relaxation must be in (0, 1], got {relaxation!r}")
         self.relaxation = relaxation
+
+
+class DouglasRachford(_Relaxed):
+    """Douglas–Rachford with relaxation λ ∈ (0, 1] (0.5 by default, as in the paper's code)."""
 
     def step(self, state, projectors):
         project_a, project_b = projectors
@@ -203,20 +207,8 @@ class CyclicProjections(Optimizer):
         return state
 
 
-class CyclicDouglasRachford(Optimizer):
+class CyclicDouglasRachford(_Relaxed):
     bipartite = False
-
-    def __init__(
-        self,
-        steps_per_update: int = 50,
-        consensus_weight: ConsensusWeight = "one",
-        relaxation: float = 0.5,
-        sweep: Sweep = "batched",
-    ):
-        super().__init__(steps_per_update, consensus_weight, sweep)
-        if not 0 < relaxation <= 1:
-            raise ValueError(f"relaxation must be in (0, 1], got {relaxation!r}")
-        self.relaxation = relaxation
 
     def step(self, state, projectors):
         count = len(projectors)
