@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from seqtopk.selection import _check_probs_and_mask, resolve_bounds
+from seqtopk.selection import _checked_inputs, resolve_bounds
 
 __all__ = ["OnlineRoutingState", "online_select", "online_select_reference"]
 
@@ -154,9 +154,10 @@ def online_select(
     Pass the returned ``state`` back in to continue the same sequences (decoding). With a state,
     ``k`` and the bounds must match the state's. Same argument checks as ``select_experts``.
     """
-    scores, valid = _check_probs_and_mask(probs, attention_mask)
+    scores, valid, k, low, high = _checked_inputs(
+        probs, k, attention_mask, min_per_token, max_per_token
+    )
     batch, length, num_experts = scores.shape
-    k, low, high = resolve_bounds(k, num_experts, min_per_token, max_per_token)
     if state is None:
         state = OnlineRoutingState.empty(batch, num_experts, k, low, high, device=scores.device)
     elif (state.k, state.min_per_token, state.max_per_token) != (k, low, high):
@@ -186,9 +187,10 @@ def online_select_reference(
     max_per_token: int | None = None,
 ) -> torch.Tensor:
     """The online rule with a full re-ranking of the prefix at every step (slow; the spec)."""
-    scores, valid = _check_probs_and_mask(probs, attention_mask)
+    scores, valid, k, low, high = _checked_inputs(
+        probs, k, attention_mask, min_per_token, max_per_token
+    )
     batch, length, num_experts = scores.shape
-    k, low, high = resolve_bounds(k, num_experts, min_per_token, max_per_token)
     selected = torch.zeros(batch, length, num_experts, dtype=torch.bool)
     for b in range(batch):
         values = scores[b].tolist()

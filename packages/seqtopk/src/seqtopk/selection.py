@@ -100,6 +100,13 @@ def _check_probs_and_mask(
     return probs.float(), attention_mask.to(device=probs.device).bool()
 
 
+def _checked_inputs(probs, k, attention_mask, min_per_token, max_per_token):
+    """Validated ``(scores, valid, k, low, high)`` shared by every selection entry point."""
+    scores, valid = _check_probs_and_mask(probs, attention_mask)
+    k, low, high = resolve_bounds(k, scores.shape[-1], min_per_token, max_per_token)
+    return scores, valid, k, low, high
+
+
 def select_experts_reference(
     probs: torch.Tensor,
     k: int,
@@ -108,9 +115,10 @@ def select_experts_reference(
     max_per_token: int | None = None,
 ) -> torch.Tensor:
     """The selection greedy written as plain loops (slow; the specification)."""
-    scores, valid = _check_probs_and_mask(probs, attention_mask)
+    scores, valid, k, low, high = _checked_inputs(
+        probs, k, attention_mask, min_per_token, max_per_token
+    )
     batch, length, num_experts = scores.shape
-    k, low, high = resolve_bounds(k, num_experts, min_per_token, max_per_token)
     selected = torch.zeros(batch, length, num_experts, dtype=torch.bool)
     for b in range(batch):
         values = scores[b].tolist()
@@ -195,8 +203,9 @@ def select_experts(
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    scores, valid = _check_probs_and_mask(probs, attention_mask)
-    k, low, high = resolve_bounds(k, scores.shape[-1], min_per_token, max_per_token)
+    scores, valid, k, low, high = _checked_inputs(
+        probs, k, attention_mask, min_per_token, max_per_token
+    )
     path = resolve_impl(impl, scores.device)
     if path == "reference":
         return select_experts_reference(probs, k, attention_mask, low, high)
