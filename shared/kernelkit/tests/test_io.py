@@ -102,3 +102,53 @@ def test_garbage_with_matching_checksum_is_refused(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="not a readable safetensors file"):
         load_artifact(tmp_path)
+
+
+def _adamw_run(model, optimizer, steps, start=0):
+    for step in range(start, steps):
+        torch.manual_seed(step)
+        inputs = torch.randn(8, 3)
+        loss = model(inputs).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def test_resumed_adamw_run_equals_an_uninterrupted_one(tmp_path):
+    from kernelkit.io import load_training_state, training_state_tensors
+
+    def fresh():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+    model, optimizer = fresh()
+    _adamw_run(model, optimizer, 6)
+
+    half, half_optimizer = fresh()
+    _adamw_run(half, half_optimizer, 3)
+    save_artifact(tmp_path, training_state_tensors(half, half_optimizer), {"step": 3})
+    tensors, config = load_artifact(tmp_path)
+    resumed, resumed_optimizer = fresh()
+    load_training_state(tensors, resumed, resumed_optimizer)
+    _adamw_run(resumed, resumed_optimizer, 6, start=config["step"])
+
+    for expected, actual in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(expected, actual)
+    assert any(name.endswith("exp_avg_sq") for name in tensors)
+
+
+def test_training_state_refuses_a_different_model(tmp_path):
+    from kernelkit.io import load_training_state, training_state_tensors
+
+    model = torch.nn.Linear(3, 4)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    tensors = training_state_tensors(model, optimizer)
+    with pytest.raises(ArtifactError, match="does not fit"):
+        load_training_state(tensors, torch.nn.Linear(3, 5))
+    smaller = torch.nn.Linear(3, 4, bias=False)
+    bad = {k: v for k, v in tensors.items() if not k.startswith("model.bias")}
+    with pytest.raises(ArtifactError, match="names no parameter"):
+        load_training_state(bad, smaller, torch.optim.AdamW(smaller.parameters()))

@@ -22,7 +22,14 @@ import torch
 from csrv2.losses import LossConfig, csr_loss
 from csrv2.model import SparseAutoencoder, check_embeddings
 from csrv2.schedule import annealed_k
-from kernelkit.io import ArtifactError, atomic_write_text, load_artifact, save_artifact
+from kernelkit.io import (
+    ArtifactError,
+    atomic_write_text,
+    load_artifact,
+    load_training_state,
+    save_artifact,
+    training_state_tensors,
+)
 from kernelkit.utils import pick_device, progress, seed_everything
 from kernelkit.validation import check_int_in_range, check_ndim, check_tensor
 
@@ -153,29 +160,6 @@ def _check_labels(labels: object, n: int) -> torch.Tensor:
     return labels.long()
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    tensors = {}
-    for i, state in enumerate(optimizer.state_dict()["state"].values()):
-        for name, value in state.items():
-            tensors[f"optim.{i}.{name}"] = torch.as_tensor(value)
-    return tensors
-
-
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    state_dict = optimizer.state_dict()
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    state_dict["state"] = state
-    optimizer.load_state_dict(state_dict)
-
-
-def _model_tensors(model: SparseAutoencoder) -> dict[str, torch.Tensor]:
-    return {f"model.{name}": t for name, t in model.state_dict().items()}
-
-
 def _save_checkpoint(
     directory: Path,
     model: SparseAutoencoder,
@@ -184,7 +168,7 @@ def _save_checkpoint(
     history: list[dict[str, float]],
     config: TrainConfig,
 ) -> None:
-    tensors = {**_model_tensors(model), **_optimizer_tensors(optimizer)}
+    tensors = training_state_tensors(model, optimizer)
     meta = {"step": step, "model": model.config(), "train_config": config.to_dict()}
     save_artifact(directory / "checkpoint", tensors, meta, kind=CHECKPOINT_KIND)
     atomic_write_text(directory / "history.json", json.dumps(history))
@@ -241,15 +225,7 @@ def train(
                 f"{directory / 'checkpoint'} was written by a different configuration "
                 f"({meta['train_config']}); use another out_dir or the same config"
             )
-        model.load_state_dict(
-            {
-                name.removeprefix("model."): t
-                for name, t in tensors.items()
-                if name.startswith("model.")
-            }
-        )
-        model.to(device)
-        _restore_optimizer(optimizer, {k: v.to(device) for k, v in tensors.items()})
+        load_training_state({k: v.to(device) for k, v in tensors.items()}, model, optimizer)
         start_step = int(meta["step"])
         history = json.loads((directory / "history.json").read_text(encoding="utf-8"))
 

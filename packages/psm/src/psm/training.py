@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernelkit.io import ArtifactError, load_artifact, save_artifact
+from kernelkit.io import load_artifact, load_training_state, save_artifact, training_state_tensors
 from kernelkit.utils import progress, seed_everything
 from kernelkit.validation import check_int_in_range
 from psm.baselines import CausalTransformerLM, DiagonalLinearRNNLM
@@ -147,47 +147,29 @@ def _save(
     step: int,
     history: list,
 ) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    optim_state = optimizer.state_dict()
-    for index, state in optim_state["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
     save_artifact(
         directory,
-        tensors,
-        {
-            "train_config": asdict(config),
-            "step": step,
-            "history": history,
-            "param_groups": optim_state["param_groups"],
-        },
+        training_state_tensors(model, optimizer),
+        {"train_config": asdict(config), "step": step, "history": history},
         kind=CHECKPOINT_KIND,
     )
+
+
+def _read_checkpoint(
+    directory: str | os.PathLike,
+) -> tuple[dict[str, torch.Tensor], TrainConfig, dict[str, Any]]:
+    tensors, meta = load_artifact(directory, kind=CHECKPOINT_KIND)
+    return tensors, TrainConfig(**meta["train_config"]), meta
 
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """``(model, config, meta)`` from a checkpoint written by :func:`train`.
 
-    ``meta`` holds ``step``, ``history`` and the optimiser state (for resuming).
+    ``meta`` holds ``step`` and ``history``; :func:`train` resumes the optimiser state itself.
     """
-    tensors, meta = load_artifact(directory, kind=CHECKPOINT_KIND)
-    config = TrainConfig(**meta["train_config"])
+    tensors, config, meta = _read_checkpoint(directory)
     model = build_model(config)
-    model_state = {
-        k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")
-    }
-    try:
-        model.load_state_dict(model_state)
-    except RuntimeError as err:
-        raise ArtifactError(
-            f"checkpoint {str(directory)!r} does not fit its recorded config: {err}"
-        ) from err
-    optim_state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            optim_state.setdefault(int(index), {})[key] = value
-    meta["optimizer_state"] = {"state": optim_state, "param_groups": meta["param_groups"]}
+    load_training_state(tensors, model)
     return model, config, meta
 
 
@@ -220,17 +202,13 @@ def train(
     start, history = 0, []
     directory = Path(out_dir) if out_dir is not None else None
     if directory is not None and resume and (directory / "manifest.json").is_file():
-        saved_model, saved_config, meta = load_checkpoint(directory)
+        tensors, saved_config, meta = _read_checkpoint(directory)
         if dataclasses.replace(saved_config, steps=config.steps) != config:
             raise ValueError(
                 f"out_dir {str(directory)!r} holds a checkpoint of a different run "
                 f"({asdict(saved_config)}); use another directory or resume=False"
             )
-        model = saved_model
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
-        optimizer.load_state_dict(meta["optimizer_state"])
+        load_training_state(tensors, model, optimizer)
         start, history = meta["step"], meta["history"]
     model.train()
     bar = progress(

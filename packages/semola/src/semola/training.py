@@ -11,7 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernelkit.io import load_artifact, save_artifact
+from kernelkit.io import (
+    load_artifact,
+    load_training_state,
+    save_artifact,
+    training_state_tensors,
+)
 from kernelkit.utils import progress, seed_everything
 from kernelkit.validation import check_int_in_range
 from semola.actions import ImageAction
@@ -249,35 +254,6 @@ class FitResult:
     steps_done: int
 
 
-def _checkpoint_tensors(
-    trainer: nn.Module, optimiser: torch.optim.Optimizer
-) -> dict[str, torch.Tensor]:
-    tensors = {f"model.{name}": value for name, value in trainer.state_dict().items()}
-    for index, state in optimiser.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
-    return tensors
-
-
-def _restore(
-    trainer: nn.Module, optimiser: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
-) -> None:
-    model_state = {
-        name.removeprefix("model."): value
-        for name, value in tensors.items()
-        if name.startswith("model.")
-    }
-    trainer.load_state_dict(model_state)
-    optim_state = optimiser.state_dict()
-    restored: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            restored.setdefault(int(index), {})[key] = value
-    optim_state["state"] = restored
-    optimiser.load_state_dict(optim_state)
-
-
 def fit(
     trainer: nn.Module,
     task: TaskData,
@@ -319,7 +295,7 @@ def fit(
             raise ValueError(
                 f"checkpoint in {checkpoint_dir} was written for another config: {saved['config']}"
             )
-        _restore(trainer, optimiser, tensors)
+        load_training_state(tensors, trainer, optimiser)
         start, history = int(saved["step"]), list(saved["history"])
     trainer.train()
     num_train = task.x_train.shape[0]
@@ -347,7 +323,7 @@ def fit(
         ):
             save_artifact(
                 checkpoint_dir,
-                _checkpoint_tensors(trainer, optimiser),
+                training_state_tensors(trainer, optimiser),
                 {**record, "step": done, "history": history},
                 kind=CHECKPOINT_KIND,
             )

@@ -32,7 +32,9 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "load_artifact",
+    "load_training_state",
     "save_artifact",
+    "training_state_tensors",
 ]
 
 FORMAT_VERSION = 1
@@ -199,3 +201,66 @@ def load_artifact(
                 f"tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {tuple(shape)}"
             )
     return {name: t.to(device) for name, t in tensors.items()}, manifest["config"]
+
+
+MODEL_PREFIX = "model."
+OPTIMIZER_PREFIX = "optim."
+
+
+def training_state_tensors(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, torch.Tensor]:
+    """The tensors a resumable checkpoint needs: the model's state and the optimiser's moments.
+
+    Model entries are named ``model.<state-dict key>``; optimiser entries
+    ``optim.<parameter index>.<state key>`` (e.g. AdamW's ``exp_avg``, ``exp_avg_sq`` and
+    ``step``). Empty optimiser slots (``None``, as SGD keeps without momentum) are left out.
+    Hyperparameters are not stored here: the caller rebuilds the optimiser from its config, so a
+    resumed run keeps its learning-rate schedule. Pass the result to :func:`save_artifact`.
+    """
+    tensors = {f"{MODEL_PREFIX}{name}": value for name, value in model.state_dict().items()}
+    if optimizer is not None:
+        for index, state in optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                if value is not None:
+                    tensors[f"{OPTIMIZER_PREFIX}{index}.{key}"] = torch.as_tensor(value)
+    return tensors
+
+
+def load_training_state(
+    tensors: Mapping[str, torch.Tensor],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    """Restore what :func:`training_state_tensors` saved into ``model`` (and ``optimizer``).
+
+    The optimiser must be freshly built over the same parameters in the same order. Raises
+    :class:`ArtifactError` when the model's state does not fit, or when the saved moments name a
+    parameter the optimiser does not have.
+    """
+    model_state = {
+        name.removeprefix(MODEL_PREFIX): value
+        for name, value in tensors.items()
+        if name.startswith(MODEL_PREFIX)
+    }
+    try:
+        model.load_state_dict(model_state)
+    except RuntimeError as err:
+        raise ArtifactError(f"the checkpoint's model state does not fit the model: {err}") from err
+    if optimizer is None:
+        return
+    state_dict = optimizer.state_dict()
+    known = {index for group in state_dict["param_groups"] for index in group["params"]}
+    restored: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if not name.startswith(OPTIMIZER_PREFIX):
+            continue
+        index_text, _, key = name.removeprefix(OPTIMIZER_PREFIX).partition(".")
+        if not index_text.isdigit() or not key or int(index_text) not in known:
+            raise ArtifactError(
+                f"checkpoint tensor {name!r} names no parameter of the optimiser "
+                f"(it has {len(known)} parameters); was it built over the same model?"
+            )
+        restored.setdefault(int(index_text), {})[key] = value
+    state_dict["state"] = restored
+    optimizer.load_state_dict(state_dict)
