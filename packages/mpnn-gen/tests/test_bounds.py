@@ -281,35 +281,51 @@ def test_report_and_rank_correlation():
     assert math.isnan(tau["vc_wl"])
 
 
+def _garg_by_hand(r, d, b_x, b_w, b_beta, steps_sum, m, gamma, delta):
+    """Garg et al. Lemma 1 + Prop. 7 written out (C_phi = C_g = C_rho = 1, B_1 = B_2 = b_w)."""
+    message = d * b_w * b_x * steps_sum  # R = d B_1 B_x M
+    z = b_w * b_x + b_w * message  # Z = C_phi B_1 B_x + C_phi B_2 R
+    q = (
+        24
+        * b_beta
+        * math.sqrt(m)
+        * max(z, steps_sum * math.sqrt(r) * max(b_x * b_w, message * b_w))
+    )
+    rad = 4 / (gamma * m) + 24 * r * b_beta * z * math.sqrt(3 * math.log(q)) / (
+        gamma * math.sqrt(m)
+    )
+    return message, z, q, 2 * rad + 3 * math.sqrt(math.log(2 / delta) / (2 * m))
+
+
 def test_garg_rademacher_by_hand():
     bound = M.garg_rademacher(tiny_gcn(), TRAIN, delta=0.1, gamma=0.5)
-    # One message-passing step (L = 1): B_1 = B_2 = s_conv = 2, C = C_phi B_2 = 2, d = 3,
-    # M = C_phi ((Cd)^1 - 1)/(Cd - 1) = 1, Z = B_x B_1 M = 5 * 2 * 1 = 10, B_beta = s_readout = 3,
-    # r = h = 2, m = 2.  scale = r d B_beta Z / gamma = 2 * 3 * 3 * 10 / 0.5 = 360.
-    scale = 360.0
-    expected = scale * math.sqrt(math.log(math.e + math.sqrt(2) * scale) / 2) + 3 * math.sqrt(
-        math.log(2 / 0.1) / 4
-    )
+    # One message-passing step (L = 1): B_1 = B_2 = s_conv = 2, C = 2, d = 3, M = 1,
+    # R = d B_1 B_x M = 3 * 2 * 5 = 30, Z = B_1 B_x + B_2 R = 10 + 60 = 70, B_beta = 3, r = 2,
+    # Q = 24 * 3 * sqrt(2) * max(70, 1 * sqrt(2) * max(10, 60)) = 72 * 120 = 8640.
+    rad = 4 / (0.5 * 2) + 24 * 2 * 3 * 70 * math.sqrt(3 * math.log(8640)) / (0.5 * math.sqrt(2))
+    expected = 2 * rad + 3 * math.sqrt(math.log(2 / 0.1) / 4)
     assert bound.value == pytest.approx(expected, rel=1e-9)
-    assert bound.inputs["Z"] == pytest.approx(10.0) and bound.inputs["M"] == pytest.approx(1.0)
+    assert _garg_by_hand(2, 3, 5, 2, 3, 1, 2, 0.5, 0.1)[3] == pytest.approx(expected, rel=1e-12)
+    assert bound.inputs["Z"] == pytest.approx(70.0) and bound.inputs["M"] == pytest.approx(1.0)
+    assert bound.inputs["R"] == pytest.approx(30.0) and bound.inputs["Q"] == pytest.approx(8640)
     assert bound.extra["regime"] == "Cd > 1"
     assert any("RECONSTRUCTED" in a for a in bound.assumptions)
 
 
 def test_garg_geometric_sum_over_depth():
     # Two GCN layers with weight 2I and readout I: C = 2, d = 3, Cd = 6, L = 2,
-    # M = (6^2 - 1)/(6 - 1) = 7, Z = 5 * 2 * 7 = 70, B_beta = 1, r = 2.
+    # M = (6^2 - 1)/(6 - 1) = 7, R = 3 * 2 * 5 * 7 = 210, Z = 10 + 2 * 210 = 430, B_beta = 1,
+    # Q = 24 sqrt(2) * max(430, 7 sqrt(2) * 420) = 141120.
     model = M.GCN(2, 2, 2, depth=2)
     with torch.no_grad():
         for conv in model.convs:
             conv.lin.weight.copy_(2 * torch.eye(2))
         model.readout.weight.copy_(torch.eye(2))
     bound = M.garg_rademacher(model, TRAIN, delta=0.1, gamma=0.5)
-    assert bound.inputs["M"] == pytest.approx(7.0) and bound.inputs["Z"] == pytest.approx(70.0)
-    scale = 2 * 3 * 1 * 70 / 0.5
-    expected = scale * math.sqrt(math.log(math.e + math.sqrt(2) * scale) / 2) + 3 * math.sqrt(
-        math.log(20) / 4
-    )
+    assert bound.inputs["M"] == pytest.approx(7.0) and bound.inputs["Z"] == pytest.approx(430.0)
+    assert bound.inputs["Q"] == pytest.approx(141120.0)
+    rad = 4 / (0.5 * 2) + 24 * 2 * 1 * 430 * math.sqrt(3 * math.log(141120)) / (0.5 * math.sqrt(2))
+    expected = 2 * rad + 3 * math.sqrt(math.log(20) / 4)
     assert bound.value == pytest.approx(expected, rel=1e-9)
     # Cd = 1 regime: weight I/3 gives C d = 1 and M = L = 2.
     with torch.no_grad():
@@ -317,6 +333,9 @@ def test_garg_geometric_sum_over_depth():
             conv.lin.weight.copy_(torch.eye(2) / 3)
     flat = M.garg_rademacher(model, TRAIN, delta=0.1, gamma=0.5)
     assert flat.extra["regime"] == "Cd = 1" and flat.inputs["M"] == pytest.approx(2.0)
+    _, z, _, value = _garg_by_hand(2, 3, 5, 1 / 3, 1, 2, 2, 0.5, 0.1)
+    assert flat.inputs["Z"] == pytest.approx(z, rel=1e-6)
+    assert flat.value == pytest.approx(value, rel=1e-5)
 
 
 def test_garg_rejects_bad_models_and_inputs():
@@ -346,6 +365,12 @@ def test_garg_rejects_bad_models_and_inputs():
         M.garg_rademacher(tiny_gcn(), TRAIN, activation_lipschitz=0)
     with pytest.raises(ValueError, match="empty dataset"):
         M.garg_rademacher(tiny_gcn(), [])
+    small = tiny_gcn()
+    with torch.no_grad():
+        small.convs[0].lin.weight.mul_(1e-3)
+        small.readout.weight.mul_(1e-3)
+    with pytest.raises(ValueError, match="log argument Q"):
+        M.garg_rademacher(small, TRAIN)
 
 
 def test_aminian_by_hand():
@@ -413,3 +438,27 @@ def test_aminian_monotone_in_alpha_and_rejects_bad_inputs():
         M.aminian_mean_field(tiny_gcn(), TRAIN, delta=0)
     with pytest.raises(ValueError, match="empty dataset"):
         M.aminian_mean_field(tiny_gcn(), [])
+
+
+def test_every_bound_records_its_provenance():
+    made = [
+        fn(tiny_gcn(), TRAIN)
+        for fn in (
+            M.vc_wl,
+            M.garg_rademacher,
+            M.liao_gcn_pac_bayes,
+            M.ju_pac_bayes,
+            M.compositional_pac_bayes,
+            M.aminian_mean_field,
+        )
+    ]
+    made.append(M.liao_mpgnn_pac_bayes(tiny_mpgnn(), TRAIN))
+    made.append(M.unseen_colour_fraction(TRAIN, TRAIN, rounds=1))
+    statuses = ("verified", "partly verified", "reconstructed", "not re-checked", "diagnostic")
+    for bound in made:
+        assert bound.provenance == M.bounds.PROVENANCE[bound.name]
+        assert bound.provenance.startswith(statuses), bound.name
+    assert M.bounds.PROVENANCE["garg_rademacher"].startswith("reconstructed")
+    assert M.bounds.PROVENANCE["liao_gcn_pac_bayes"].startswith("verified")
+    other = M.Bound("custom", 1.0, {}, (), "mine")
+    assert other.provenance.startswith("not recorded")

@@ -6,6 +6,9 @@ def test_shatter_and_wl_subcommands(capsys):
     assert "order 9: 4 trees, 4 1-WL classes" in capsys.readouterr().out
     assert main(["wl", "--dataset", "csl", "--rounds", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "2\t1\t1"
+    assert main(["wl", "--dataset", "fake", "--rounds", "1"]) == 0
+    # 100 FakeDataset graphs (structure only): one round of degrees separates all of them.
+    assert capsys.readouterr().out.splitlines()[-1].split("\t")[2] == "100"
 
 
 def test_er_densities_degree_features_and_models():

@@ -26,6 +26,7 @@ from mpnn_gen.graphs import as_graph_batch
 from mpnn_gen.norms import extract_layers, operator_norm
 
 __all__ = [
+    "PROVENANCE",
     "Bound",
     "aminian_mean_field",
     "compositional_pac_bayes",
@@ -40,6 +41,58 @@ __all__ = [
 ]
 
 EL_YANIV_C0 = math.sqrt(32 * math.log(4 * math.e) / 3)
+
+# How far each formula was checked against its source (README, "Provenance"). Keyed by
+# ``Bound.name``; "verified" means the formula was compared term by term with a theorem text.
+PROVENANCE = {
+    "vc_wl": (
+        "partly verified: the VC bound is Mohri, Rostamizadeh & Talwalkar, Foundations of ML, "
+        "Cor. 3.19 (standard textbook form; text not fetched); 'VC <= number of 1-WL classes' "
+        "is Morris et al. ICML'23 as stated in their abstract (theorem hypotheses not read)"
+    ),
+    "garg_rademacher": (
+        "reconstructed: constants 4, 24, sqrt(3), the form of Q and Lemma 1's factors 2 and 3 "
+        "are from memory of Garg et al. ICML'20 Lemma 1 + Prop. 7 (paper body not readable with "
+        "our tools); the dependence on d, h and the weights matches the restatement in Liao et "
+        "al. ICLR'21 Table 1"
+    ),
+    "liao_gcn_pac_bayes": (
+        "verified against Liao, Urtasun & Zemel ICLR'21 Thm 3.2 (submission text in a public "
+        "repository): every factor and exponent; O(.) constant set to 1"
+    ),
+    "ju_pac_bayes": (
+        "partly verified: only the replacement of d^(l-1) by diffusion norms is Ju et al. "
+        "AISTATS'23 (abstract); the other factors are Liao Thm 3.2; Ju's own theorem not read"
+    ),
+    "liao_mpgnn_pac_bayes": (
+        "verified against Ju et al.'s restatement of Liao Thm 3.4 (research note [V]); differs "
+        "from Liao Thm 3.4 as printed (3 matrices W_1, W_2, W_l; zeta = min of 3 spectral "
+        "norms; sum of 3 squared Frobenius norms; log(lh); no explicit 42^2)"
+    ),
+    "compositional_pac_bayes": (
+        "verified against Brilliantov, Souza & Garg NeurIPS'24 Lemma 2 (eq. 18, appendix text "
+        "in a public repository); GNN constants C_1 = B d^((n-1)/2) Lip, eta = 1/(6n) from "
+        "their bounds.py (research note [V], not re-read)"
+    ),
+    "aminian_mean_field": (
+        "reconstructed from the authors' code (SherylHYX/GNN_MF_GE models.py); theorems not "
+        "readable; their ICML poster gives Thm 1 only as alpha C/n (C unnamed) and the "
+        "Rademacher version's degree term as (d_max/d_min)^(3/4), the code (d_max+1)^(3/4): "
+        "unresolved"
+    ),
+    "stability_verma_zhang": (
+        "reconstructed, not re-checked: beta from Hardt et al.'s convex-SGD argument (our "
+        "reading of Verma & Zhang KDD'19, theorem not read); 2 beta + (4 m beta + M) "
+        "sqrt(ln(1/delta)/(2m)) is Bousquet & Elisseeff's form (from memory)"
+    ),
+    "transductive_rademacher_sgc": (
+        "not re-checked: El-Yaniv & Pechyony JAIR'09 constants (c0, S, Q) from memory "
+        "(research note [M]); searches found citations only"
+    ),
+    "unseen_wl_colours": (
+        "diagnostic, not a bound: our definition after Yehudai et al. ICML'21 (d-patterns)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +110,11 @@ class Bound:
     source: str
     kind: str = "gap bound"
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def provenance(self) -> str:
+        """How far this family's formula was checked against its source (``PROVENANCE``)."""
+        return PROVENANCE.get(self.name, "not recorded (bound built outside mpnn_gen.bounds)")
 
     @property
     def vacuous(self) -> bool:
@@ -249,6 +307,8 @@ def liao_mpgnn_pac_bayes(model, train, *, delta: float = 0.05, gamma: float = 1.
             "weights shared across the l - 1 message-passing steps; readout W_l",
             "1-Lipschitz activation, message and aggregation functions (ReLU, sum)",
             "zeta^-(l+1) as in Liao (Ju's text prints zeta^(-l+1)); ln(m l/delta) term as in Thm 3.2",
+            "Ju's two-matrix form (42^2, ln(4lh), 2 F_1^2 + F_l^2); Liao's printed Thm 3.4 has "
+            "three matrices (input W_1, message W_2, readout W_l), ln(lh) and no explicit 42^2",
         ),
         "Liao, Urtasun, Zemel. ICLR 2021, Thm 3.4 (as restated by Ju et al., AISTATS 2023)",
     )
@@ -289,19 +349,28 @@ def compositional_pac_bayes(
 def garg_rademacher(
     model, train, *, delta: float = 0.05, gamma: float = 1.0, activation_lipschitz: float = 1.0
 ) -> Bound:
-    """Margin/Rademacher bound of Garg, Jegelka & Jaakkola (ICML 2020) for message passing,
-    **reconstructed** (the research note has it from memory only; not checked against the paper):
+    """Margin/Rademacher bound of Garg, Jegelka & Jaakkola (ICML 2020), Lemma 1 (margin bound)
+    with the tree Rademacher complexity of their Proposition 7, for ``L`` message-passing steps:
 
-    ``r d B_beta Z / gamma * sqrt(ln(e + sqrt(m) r d B_beta Z / gamma) / m)
-    + 3 sqrt(ln(2/delta) / (2 m))``
+    ``2 Rad + 3 sqrt(ln(2/delta) / (2 m))``, with
+    ``Rad = 4/(gamma m) + 24 r B_beta Z sqrt(3 ln Q) / (gamma sqrt(m))``,
+    ``M = C_phi ((C d)^L - 1) / (C d - 1)`` (``C_phi L`` when ``C d = 1``), ``C = C_phi B_2``,
+    ``R = d B_1 B_x M`` (the bound on an aggregated message), ``Z = C_phi B_1 B_x + C_phi B_2 R``
+    and ``Q = 24 B_beta sqrt(m) max(Z, M sqrt(r) max(B_x B_1, R B_2))``.
 
-    with ``Z = B_x B_1 M`` the bound on a node embedding's norm after ``L`` message-passing steps,
-    ``M = C_phi ((C d)^L - 1) / (C d - 1)`` (``C_phi L`` when ``C d = 1``), ``C = C_phi B_2``
-    (message and aggregation maps 1-Lipschitz: ``C_g = C_rho = 1``), ``B_1 = B_2`` = the largest
-    spectral norm of a message-passing weight, ``B_beta`` = the product of the spectral norms of
-    the node-wise layers after the last message-passing layer, ``r = h`` the largest width and
-    ``d`` = max degree + 1. The leading constant and the log argument are our choice (``O~(.)``
-    set to 1); ``3 sqrt(ln(2/delta)/(2m))`` is the standard Rademacher confidence term."""
+    Message ``g`` and aggregation ``rho`` are taken 1-Lipschitz (``C_g = C_rho = 1``: identity /
+    sum) and the activation unbounded (ReLU), so the paper's ``min(b sqrt(r), .)`` caps reduce to
+    their second argument. ``B_1 = B_2`` = the largest spectral norm of a message-passing weight
+    (the paper shares one ``W_1, W_2`` across steps), ``B_beta`` = the product of the spectral
+    norms of the node-wise layers after the last message-passing layer, ``r = h`` the largest
+    width, ``d`` = max degree + 1.
+
+    Provenance (see the README): the constants (4, 24, sqrt 3, the 2 and 3 of Lemma 1) and the
+    form of ``Q`` are from memory of the paper, which our tools could not open. The structure is
+    corroborated by Liao et al. (ICLR 2021, Table 1), which restates this bound's dependence as
+    ``d^(l-1) sqrt(log d^(2l-3))`` on the degree, ``h sqrt(log h)`` on the width and
+    ``lambda C xi sqrt(log(||W_2|| lambda xi^2))`` on the weights; the formula above has exactly
+    these dependences (``r B_beta Z ~ h d lambda C xi``; ``Q ~ d ||W_2|| lambda xi^2``)."""
     delta, gamma = _check_delta(delta), _check_gamma(gamma)
     if isinstance(activation_lipschitz, bool) or not activation_lipschitz > 0:
         raise ValueError(f"activation_lipschitz must be > 0, got {activation_lipschitz!r}")
@@ -318,18 +387,32 @@ def garg_rademacher(
     stats = _stats(model, train)
     steps = len(graph_positions)
     m, d, b_x, r = stats.m, stats.max_degree_plus_one, stats.max_feature_norm, stats.width
+    c_phi = activation_lipschitz
     b_w = max(stats.spectral[:steps])
     b_beta = math.prod(stats.spectral[steps:]) if steps < len(stats.spectral) else 1.0
-    c = activation_lipschitz * b_w
-    growth = c * d
+    percolation = c_phi * b_w
+    growth = percolation * d
     unit = math.isclose(growth, 1.0, rel_tol=1e-6)  # weights are float32
     geometric = float(steps) if unit else (growth**steps - 1) / (growth - 1)
-    lipschitz_sum = activation_lipschitz * geometric
-    z = b_x * b_w * lipschitz_sum
-    scale = r * d * b_beta * z / gamma
-    value = scale * math.sqrt(math.log(math.e + math.sqrt(m) * scale) / m) + 3 * math.sqrt(
-        math.log(2 / delta) / (2 * m)
+    lipschitz_sum = c_phi * geometric
+    message = d * b_w * b_x * lipschitz_sum
+    z = c_phi * b_w * b_x + c_phi * b_w * message
+    q = (
+        24
+        * b_beta
+        * math.sqrt(m)
+        * max(z, lipschitz_sum * math.sqrt(r) * max(b_x * b_w, message * b_w))
     )
+    if not q > 1:
+        raise ValueError(
+            f"garg_rademacher: the log argument Q = {q!r} must exceed 1 (weights or features "
+            "too small for the bound's covering argument); got B_beta "
+            f"{b_beta!r}, Z {z!r}"
+        )
+    rademacher = 4 / (gamma * m) + 24 * r * b_beta * z * math.sqrt(3 * math.log(q)) / (
+        gamma * math.sqrt(m)
+    )
+    value = 2 * rademacher + 3 * math.sqrt(math.log(2 / delta) / (2 * m))
     regime = "Cd = 1" if unit else ("Cd < 1" if growth < 1 else "Cd > 1")
     return Bound(
         "garg_rademacher",
@@ -341,9 +424,12 @@ def garg_rademacher(
             "B_1": b_w,
             "B_2": b_w,
             "B_beta": b_beta,
-            "C": c,
+            "C": percolation,
             "M": lipschitz_sum,
+            "R": message,
             "Z": z,
+            "Q": q,
+            "rademacher": rademacher,
             "r": r,
             "L": steps,
         },
@@ -353,12 +439,13 @@ def garg_rademacher(
             "weights shared across steps in the paper; per-layer weights replaced by the largest "
             "spectral norm (B_1 = B_2 = max_k s_k)",
             f"C_phi = {activation_lipschitz}, message g and aggregation rho 1-Lipschitz "
-            "(identity/sum), d = max degree + 1",
-            "RECONSTRUCTED form (research note [M], from memory): leading constant 1, log "
-            "argument e + sqrt(m) r d B_beta Z / gamma; not checked against the paper",
+            "(identity/sum), activation unbounded (ReLU), d = max degree + 1",
+            "RECONSTRUCTED constants: 4, 24, sqrt(3), Q and Lemma 1's 2 and 3 from memory of "
+            "Garg et al. Prop. 7 / Lemma 1; dependences checked against Liao et al. ICLR'21 "
+            "Table 1; the paper itself was not readable",
         ),
         "Garg, Jegelka, Jaakkola. Generalization and representational limits of graph neural "
-        "networks. ICML 2020 (Rademacher bound; form reconstructed)",
+        "networks. ICML 2020, Lemma 1 + Prop. 7 (constants reconstructed)",
         extra={"regime": regime},
     )
 

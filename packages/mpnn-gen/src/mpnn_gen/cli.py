@@ -16,7 +16,7 @@ __all__ = ["BoundsConfig", "WLConfig", "main"]
 class WLConfig:
     """Which graphs to refine and for how long."""
 
-    dataset: Literal["atlas", "csl", "regular", "liao"] = field(
+    dataset: Literal["atlas", "csl", "regular", "liao", "fake"] = field(
         default="atlas", metadata={"help": "offline data set"}
     )
     rounds: int = field(default=5, metadata={"help": "1-WL rounds"})
@@ -49,6 +49,7 @@ def _dataset(name: str):
         "csl": data.csl,
         "regular": lambda: data.random_regular(20, 3, 20),
         "liao": lambda: data.liao_synthetic(100),
+        "fake": lambda: data.fake_random_labels(100),
     }[name]()
 
 

@@ -8,6 +8,7 @@ __all__ = [
     "atlas",
     "csl",
     "er_densities",
+    "fake_random_labels",
     "liao_synthetic",
     "random_label_graphs",
     "random_regular",
@@ -159,3 +160,61 @@ def random_label_graphs(graphs, *, classes: int = 2, seed: int = 0):
         copy.y = torch.randint(classes, (1,), generator=generator)
         relabelled.append(copy)
     return relabelled
+
+
+def fake_random_labels(
+    num_graphs: int = 200,
+    *,
+    nodes: int = 16,
+    degree: float = 4.0,
+    features: int = 16,
+    classes: int = 2,
+    seed: int = 0,
+):
+    """Graphs from PyG's ``FakeDataset`` (random edges, Gaussian node features) with labels drawn
+    independently of the graphs: pure memorisation data, so the test error of any model is at
+    chance and the gap is the train accuracy minus chance.
+
+    ``FakeDataset`` draws from Python's ``random`` (graph sizes, ``3/4..5/4`` of ``nodes``) and
+    torch's global generator; both are seeded with ``seed`` and restored afterwards, so the call
+    is deterministic and leaves the caller's random state untouched. It is built with
+    ``num_classes=0`` (its own labels would shift the features by the label); our labels come
+    from a ``torch.Generator`` seeded with ``seed``. Node features are scaled to unit norm
+    (``B = 1``, as in :func:`liao_synthetic`)."""
+    import random
+
+    from torch_geometric.data import Data
+    from torch_geometric.datasets import FakeDataset
+
+    for name, value, low in (
+        ("num_graphs", num_graphs, 1),
+        ("nodes", nodes, 2),
+        ("features", features, 1),
+        ("classes", classes, 2),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if isinstance(degree, bool) or not isinstance(degree, int | float) or not 1 <= degree < nodes:
+        raise ValueError(f"degree must be a number in [1, nodes={nodes}), got {degree!r}")
+    python_state = random.getstate()
+    try:
+        random.seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            dataset = FakeDataset(
+                num_graphs=num_graphs,
+                avg_num_nodes=nodes,
+                avg_degree=degree,
+                num_channels=features,
+                num_classes=0,
+                task="graph",
+            )
+    finally:
+        random.setstate(python_state)
+    labels = torch.randint(classes, (num_graphs,), generator=torch.Generator().manual_seed(seed))
+    graphs = []
+    for i in range(num_graphs):
+        fake = dataset[i]
+        x = fake.x / fake.x.norm(dim=1, keepdim=True)
+        graphs.append(Data(x=x, edge_index=fake.edge_index, y=labels[i : i + 1].clone()))
+    return graphs

@@ -85,6 +85,7 @@ def report(
                 "gap_01": gap.gap,
                 "gap_margin": gap.margin_gap,
                 "source": bound.source,
+                "provenance": bound.provenance,
             }
         )
     return rows
