@@ -2,6 +2,16 @@
 
 from importlib.metadata import version
 
+from reasoncache.baselines import (
+    CacheMethod,
+    EvalResult,
+    ICLMethod,
+    LoraMatch,
+    ModelMethod,
+    evaluate,
+    match_lora_to_cache,
+    train_lora,
+)
 from reasoncache.cache import (
     CacheMismatchError,
     LayerShape,
@@ -33,10 +43,15 @@ from reasoncache.train import CachedCausalLM, CacheTrainer, TrainConfig, train_c
 __version__ = version("reasoncache")
 
 __all__ = [
+    "CacheMethod",
     "CacheMismatchError",
     "CacheTrainer",
     "CachedCausalLM",
+    "EvalResult",
+    "ICLMethod",
     "LayerShape",
+    "LoraMatch",
+    "ModelMethod",
     "ReasonCache",
     "ReasonCacheConfig",
     "TrainConfig",
@@ -47,6 +62,7 @@ __all__ = [
     "cache_keyword",
     "compose",
     "detach",
+    "evaluate",
     "extend_attention_mask",
     "forward_with_cache",
     "generate_with_cache",
@@ -54,8 +70,10 @@ __all__ = [
     "init_from_questions",
     "init_from_text",
     "layer_shapes",
+    "match_lora_to_cache",
     "model_fingerprint",
     "real_key_values",
     "rotate_keys",
     "train_cache",
+    "train_lora",
 ]

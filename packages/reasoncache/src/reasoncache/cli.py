@@ -10,6 +10,16 @@ from pathlib import Path
 
 from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
 from reasoncache import bench, repro
+from reasoncache.baselines import (
+    DEFAULT_LORA_TARGETS,
+    CacheMethod,
+    ICLMethod,
+    ModelMethod,
+    evaluate,
+    format_demonstrations,
+    match_lora_to_cache,
+    train_lora,
+)
 from reasoncache.cache import ReasonCache, ReasonCacheConfig
 from reasoncache.recall import RecallConfig
 from reasoncache.train import TrainConfig, train_cache
@@ -42,16 +52,44 @@ def _read_examples(path: Path) -> list:
     return examples
 
 
+def _read_demonstrations(path: Path | None, count: int | None) -> str | None:
+    """A text file as it is, or a JSON Lines file of {"prompt", "completion"} whose first
+    ``count`` (default: all) examples are formatted as an ICL context."""
+    if path is None:
+        return None
+    if path.suffix == ".jsonl":
+        examples = _read_examples(path)
+        return format_demonstrations(examples, count or len(examples))
+    if count is not None:
+        raise SystemExit("--num-demonstrations needs a .jsonl --demonstrations file")
+    return path.read_text("utf-8")
+
+
 def _train(args: argparse.Namespace) -> int:
     model, tokenizer = _load(args.model)
     examples = _read_examples(args.examples)
-    demonstrations = args.demonstrations.read_text("utf-8") if args.demonstrations else None
+    demonstrations = _read_demonstrations(args.demonstrations, args.num_demonstrations)
+    cache_config = dataclass_from_args(ReasonCacheConfig, args)
+    train_config = dataclass_from_args(TrainConfig, args)
+    if args.method == "lora":
+        match = match_lora_to_cache(
+            model, cache_config.num_slots, args.lora_targets, cache_config.frozen_slots
+        )
+        train_lora(
+            model, tokenizer, examples, match, train_config, resume_from_checkpoint=args.resume
+        )
+        print(
+            f"LoRA r={match.rank} on {','.join(match.target_modules)}: {match.lora_parameters} "
+            f"parameters (cache of m={match.num_slots}: {match.cache_parameters}); "
+            f"adapter saved to {args.output_dir}"
+        )
+        return 0
     train_cache(
         model,
         tokenizer,
         examples,
-        dataclass_from_args(ReasonCacheConfig, args),
-        dataclass_from_args(TrainConfig, args),
+        cache_config,
+        train_config,
         demonstrations=demonstrations,
         questions=[e["prompt"] for e in examples if isinstance(e, dict) and "prompt" in e],
         resume_from_checkpoint=args.resume,
@@ -83,42 +121,28 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from reasoncache.inject import generate_with_cache
 
     model, tokenizer = _load(args.model)
-    cache = ReasonCache.from_pretrained(args.cache, model)
+    needed = {"cache": "cache", "lora": "lora", "icl": "demonstrations"}.get(args.method)
+    if needed and getattr(args, needed) is None:
+        raise SystemExit(f"--method {args.method} needs --{needed}")
+    if args.method == "cache":
+        method = CacheMethod(model, ReasonCache.from_pretrained(args.cache, model))
+    elif args.method == "lora":
+        from peft import PeftModel
+
+        method = ModelMethod(PeftModel.from_pretrained(model, str(args.lora)).eval())
+    elif args.method == "icl":
+        text = _read_demonstrations(args.demonstrations, args.num_demonstrations)
+        ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"])
+        method = ICLMethod(model, ids)
+    else:
+        method = ModelMethod(model)
     examples = [e for e in _read_examples(args.examples) if isinstance(e, dict)]
-    correct, flops, context = 0, 0, 0
-    for example in examples:
-        batch = tokenizer([example["prompt"]], return_tensors="pt")
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            tokens = generate_with_cache(
-                model,
-                cache,
-                batch.input_ids,
-                batch.attention_mask,
-                max_new_tokens=args.max_new_tokens,
-                do_sample=False,
-            )
-        flops += counter.get_total_flops()
-        context += batch.input_ids.shape[1]
-        answer = tokenizer.decode(tokens[0, batch.input_ids.shape[1] :], skip_special_tokens=True)
-        correct += answer.strip().startswith(example["completion"].strip())
-    count = max(len(examples), 1)
-    print(
-        json.dumps(
-            {
-                "accuracy": correct / count,
-                "context_tokens_per_query": context / count,
-                "kv_entries_per_query": cache.num_slots + context / count,
-                "flops_per_query": flops / count,
-            },
-            indent=2,
-        )
+    result = evaluate(
+        method, examples, tokenizer, batch_size=args.batch_size, flop_queries=args.flop_queries
     )
+    print(json.dumps(result.as_dict(), indent=2))
     return 0
 
 
@@ -133,14 +157,38 @@ def _pretrain_recall(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demonstration_arguments(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--demonstrations", type=Path, default=None, help=help_text)
+    parser.add_argument(
+        "--num-demonstrations",
+        type=int,
+        default=None,
+        help="use the first N examples of a .jsonl --demonstrations file (default: all)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reasoncache", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a cache with the model frozen")
+    train = commands.add_parser(
+        "train", help="train a cache (or a parameter-matched LoRA baseline), model frozen"
+    )
     add_dataclass_arguments(train, ModelArguments)
+    train.add_argument(
+        "--method",
+        choices=("cache", "lora"),
+        default="cache",
+        help="cache, or the LoRA baseline with the parameter count of a cache of --num-slots",
+    )
+    train.add_argument(
+        "--lora-targets",
+        nargs="+",
+        default=list(DEFAULT_LORA_TARGETS),
+        help="module names LoRA adapts (--method lora)",
+    )
     train.add_argument("--examples", type=Path, required=True, help="JSON Lines training data")
-    train.add_argument("--demonstrations", type=Path, default=None, help="text for init/teacher")
+    _add_demonstration_arguments(train, "text (or .jsonl examples) for init='text'/the teacher")
     train.add_argument("--resume", default=None, help="checkpoint directory to resume from")
     add_dataclass_arguments(train, ReasonCacheConfig)
     add_dataclass_arguments(train, TrainConfig)
@@ -153,11 +201,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     generate.add_argument("--max-new-tokens", type=int, default=64)
     generate.set_defaults(handler=_generate)
 
-    evaluate = commands.add_parser("eval", help="accuracy, context, KV entries, FLOPs per query")
+    evaluate = commands.add_parser(
+        "eval",
+        help="one harness for cache, ICL, LoRA and zero-shot: accuracy, context tokens, KV "
+        "entries and FLOPs per query (JSON)",
+    )
     add_dataclass_arguments(evaluate, ModelArguments)
-    evaluate.add_argument("--cache", type=Path, required=True, help="saved cache directory")
+    evaluate.add_argument(
+        "--method", choices=("cache", "icl", "lora", "zero-shot"), default="cache"
+    )
+    evaluate.add_argument("--cache", type=Path, default=None, help="saved cache (--method cache)")
+    evaluate.add_argument("--lora", type=Path, default=None, help="peft adapter (--method lora)")
+    _add_demonstration_arguments(evaluate, "ICL context: text, or .jsonl examples (--method icl)")
     evaluate.add_argument("--examples", type=Path, required=True, help="JSONL prompt/completion")
-    evaluate.add_argument("--max-new-tokens", type=int, default=16)
+    evaluate.add_argument("--batch-size", type=int, default=32, help="queries per forward pass")
+    evaluate.add_argument(
+        "--flop-queries", type=int, default=8, help="queries whose FLOPs are counted (averaged)"
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     pretrain = commands.add_parser(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from typing import Any
 
 import torch
@@ -106,13 +107,99 @@ def gradient_checkpointing_enabled(model: Any) -> bool:
     return False
 
 
-def _refuse_gradient_checkpointing(model: Any) -> None:
-    if gradient_checkpointing_enabled(model) and model.training:
+_PREFIX_KWARG = "reasoncache_prefix"
+_MASK_KWARG = "reasoncache_extended_mask"
+_PREFIX_IMPLEMENTATION = "reasoncache_{}"
+_WRAPPABLE_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+def _prefix_mask(extended_mask: torch.Tensor, num_slots: int, query_length: int) -> torch.Tensor:
+    """``[B, 1, n, m + n]`` boolean: every query sees the m slots, causal among the n tokens,
+    padding hidden. Never a fully masked row (the slots are always visible)."""
+    keys = torch.arange(num_slots + query_length, device=extended_mask.device)
+    queries = torch.arange(query_length, device=extended_mask.device) + num_slots
+    causal = keys[None, :] <= queries[:, None]
+    return causal[None, None] & extended_mask.bool()[:, None, None, :]
+
+
+def _inner_attention(implementation: str, module: Any) -> Any:
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    if implementation == "eager":
+        # Every model defines its own eager function next to its attention class.
+        return sys.modules[type(module).__module__].eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS[implementation]
+
+
+def _make_prefix_attention(implementation: str) -> Any:
+    def prefix_attention(module, query, key, value, attention_mask, **kwargs):
+        """``implementation`` with the prefix K/V concatenated inside attention.
+
+        The prefix tensors arrive as call kwargs, so a checkpointed layer's recomputation sees
+        the same tensors again: nothing is appended to any cache object. Without the kwarg this
+        is exactly ``implementation``.
+        """
+        prefix = kwargs.pop(_PREFIX_KWARG, None)
+        extended = kwargs.pop(_MASK_KWARG, None)
+        inner = _inner_attention(implementation, module)
+        if prefix is None:
+            return inner(module, query, key, value, attention_mask, **kwargs)
+        prefix_keys, prefix_values = prefix[module.layer_idx]
+        key = torch.cat([prefix_keys.to(key.dtype), key], dim=2)
+        value = torch.cat([prefix_values.to(value.dtype), value], dim=2)
+        allowed = _prefix_mask(extended, prefix_keys.shape[2], query.shape[2])
+        if implementation == "eager":  # eager adds the mask to the scores
+            blocked = torch.finfo(query.dtype).min
+            allowed = torch.zeros(
+                allowed.shape, dtype=query.dtype, device=query.device
+            ).masked_fill(~allowed, blocked)
+        return inner(module, query, key, value, allowed, **kwargs)
+
+    return prefix_attention
+
+
+def _use_prefix_attention(model: Any) -> None:
+    """Switch ``model`` to ``reasoncache_<impl>``: identical to ``<impl>`` unless a prefix is
+    passed. Registered once per implementation; idempotent per model."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    config = model.config
+    current = config._attn_implementation
+    if current.startswith(_PREFIX_IMPLEMENTATION.format("")):
+        return
+    if current not in _WRAPPABLE_IMPLEMENTATIONS:
         raise RuntimeError(
-            "gradient checkpointing is enabled on the model: its recomputation would append the "
-            "prefix to the cache twice. Call model.gradient_checkpointing_disable() before "
-            "training a ReasonCache (activation memory is that of the full sequence)."
+            f"gradient checkpointing with a ReasonCache needs attn_implementation in "
+            f"{_WRAPPABLE_IMPLEMENTATIONS}, the model uses {current!r}; load it with "
+            "attn_implementation='sdpa' or disable gradient checkpointing"
         )
+    name = _PREFIX_IMPLEMENTATION.format(current)
+    AttentionInterface.register(name, _make_prefix_attention(current))
+    AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[current])
+    config._attn_implementation = name
+
+
+def _checkpointed_forward(
+    model: Any, reason_cache: ReasonCache, input_ids: torch.Tensor, kwargs: dict[str, Any]
+) -> Any:
+    """Forward with the prefix inside attention (no cache object), safe to recompute."""
+    if kwargs.pop("use_cache", False):
+        raise ValueError(
+            "use_cache=True is not available under gradient checkpointing (transformers drops "
+            "the cache in checkpointed layers); call without use_cache"
+        )
+    _use_prefix_attention(model)
+    kwargs.pop(cache_keyword(model))
+    extended = kwargs["attention_mask"]
+    batch = input_ids.shape[0]
+    kwargs[_PREFIX_KWARG] = reason_cache.key_values(
+        batch, dtype=_model_dtype(model), device=_model_device(model)
+    )
+    kwargs[_MASK_KWARG] = extended
+    kwargs["attention_mask"] = extended[:, reason_cache.num_slots :]
+    kwargs["position_ids"] = _positions(extended, reason_cache.num_slots)
+    return _original(model, "forward")(input_ids=input_ids, use_cache=False, **kwargs)
 
 
 def _prepare(
@@ -146,9 +233,15 @@ def forward_with_cache(
     attention_mask: torch.Tensor | None = None,
     **kwargs: Any,
 ) -> Any:
-    """``model(input_ids, ...)`` with the prefix in every layer; logits cover the n inputs only."""
-    _refuse_gradient_checkpointing(model)
+    """``model(input_ids, ...)`` with the prefix in every layer; logits cover the n inputs only.
+
+    With gradient checkpointing on (and the model training) the prefix is concatenated inside
+    attention instead of through a cache object (see :func:`_checkpointed_forward`), because
+    transformers drops the cache in checkpointed layers and a recomputation would append twice.
+    """
     kwargs = _prepare(model, reason_cache, input_ids, attention_mask, kwargs)
+    if gradient_checkpointing_enabled(model) and model.training:
+        return _checkpointed_forward(model, reason_cache, input_ids, kwargs)
     kwargs["position_ids"] = _positions(kwargs["attention_mask"], reason_cache.num_slots)
     return _original(model, "forward")(input_ids=input_ids, **kwargs)
 

@@ -18,24 +18,30 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from kernelkit.io import load_artifact, save_artifact
 from kernelkit.utils import seed_everything
 from reasoncache.cache import ReasonCache, ReasonCacheConfig
 from reasoncache.initialize import cache_from_text, init_from_questions, init_from_text
-from reasoncache.inject import forward_with_cache, gradient_checkpointing_enabled
+from reasoncache.inject import forward_with_cache
 
 __all__ = [
     "CacheTrainer",
     "CachedCausalLM",
     "TrainConfig",
+    "as_token_ids",
     "distillation_loss",
+    "pad_batch",
+    "positions_from_mask",
+    "run_training",
     "tokenize_examples",
     "train_cache",
 ]
 
 CACHE_STATE_DIR = "cache_state"
+#: A training example: text, {"prompt", "completion"}, or a tokenised {"input_ids", "labels"}.
+Example = str | dict[str, Any]
 
 
 @dataclass
@@ -64,6 +70,13 @@ class TrainConfig:
         default=20, metadata={"help": "teacher logits kept for distillation (Cartridges: 20)"}
     )
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast (masters stay fp32)"})
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "recompute activations in backward (the prefix is then concatenated inside "
+            "attention; sdpa or eager attention)"
+        },
+    )
     save_steps: int = field(default=200, metadata={"help": "checkpoint every this many steps"})
     logging_steps: int = field(default=50, metadata={"help": "log every this many steps"})
     seed: int = field(default=0, metadata={"help": "random seed"})
@@ -81,21 +94,27 @@ class TrainConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
-def tokenize_examples(
-    tokenizer: Any, examples: Sequence[dict[str, str] | str]
-) -> list[dict[str, list[int]]]:
-    """Each example is a string (loss on every token) or {"prompt", "completion"} (loss on the
-    completion only). Returns ``input_ids`` and ``labels`` (-100 where no loss is taken)."""
+def tokenize_examples(tokenizer: Any, examples: Sequence[Example]) -> list[dict[str, list[int]]]:
+    """Each example is a string (loss on every token), {"prompt", "completion"} (loss on the
+    completion only) or an already tokenised row {"input_ids", "labels"} (``labels`` -100 where
+    no loss is taken; ``tokenizer`` may then be None). Returns ``input_ids`` and ``labels``."""
     rows = []
     for index, example in enumerate(examples):
+        if isinstance(example, dict) and "input_ids" in example:
+            rows.append(_checked_row(example, index))
+            continue
+        if tokenizer is None:
+            raise ValueError(
+                f"examples[{index}] is text, so a tokenizer is needed; got tokenizer=None"
+            )
         if isinstance(example, str):
             prompt, completion = "", example
         elif isinstance(example, dict) and "completion" in example:
             prompt, completion = example.get("prompt", ""), example["completion"]
         else:
             raise ValueError(
-                f"examples[{index}] must be a string or a dict with 'completion' (and optional "
-                f"'prompt'), got {example!r}"
+                f"examples[{index}] must be a string, a dict with 'completion' (and optional "
+                f"'prompt') or a dict with 'input_ids' and 'labels', got {example!r}"
             )
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
@@ -108,6 +127,26 @@ def tokenize_examples(
             }
         )
     return rows
+
+
+def _checked_row(example: dict[str, Any], index: int) -> dict[str, list[int]]:
+    ids = [int(t) for t in example["input_ids"]]
+    labels = [int(t) for t in example.get("labels", ids)]
+    if not ids or len(labels) != len(ids):
+        raise ValueError(
+            f"examples[{index}] must have non-empty input_ids and labels of the same length, got "
+            f"{len(ids)} input_ids and {len(labels)} labels"
+        )
+    if all(label == -100 for label in labels):
+        raise ValueError(f"examples[{index}] has no label other than -100 (nothing to score)")
+    return {"input_ids": ids, "labels": labels}
+
+
+def positions_from_mask(attention_mask: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Position ids ``offset + cumsum(mask) - 1`` (0 on padding): left padding then changes
+    nothing, as in ``generate()``."""
+    positions = attention_mask.long().cumsum(-1) - 1 + offset
+    return positions.masked_fill(attention_mask == 0, 0)
 
 
 def pad_batch(rows: Sequence[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -129,17 +168,21 @@ def pad_batch(rows: Sequence[dict[str, list[int]]], pad_token_id: int) -> dict[s
 def distillation_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, top_k: int
 ) -> torch.Tensor:
-    """Soft cross-entropy to the teacher's top-k distribution at positions that predict a label.
+    """KL from the teacher's top-k distribution to the student, at positions that predict a label.
 
-    ``-sum_{i in topk} p_T(i) log p_S(i)`` with ``p_T`` renormalised over the top k; this is the
-    KL up to the teacher's (constant) entropy.
+    ``sum_{i in topk} p_T(i) (log p_T(i) - log p_S(i))`` with ``p_T`` the teacher's softmax
+    renormalised over its top k logits and ``p_S`` the student's full softmax; averaged over the
+    predicting positions. It is >= 0, and 0 when the student puts the teacher's renormalised
+    probabilities on the top k (with ``top_k`` = vocabulary size it is the exact KL). Its gradient
+    is that of the Cartridges soft cross-entropy (they differ by the teacher's entropy).
     """
     predicting = labels[:, 1:] != -100
     student = F.log_softmax(student_logits[:, :-1][predicting].float(), dim=-1)
     teacher = teacher_logits[:, :-1][predicting].float()
     top_values, top_index = teacher.topk(min(top_k, teacher.shape[-1]), dim=-1)
-    weights = F.softmax(top_values, dim=-1)
-    return -(weights * student.gather(-1, top_index)).sum(-1).mean()
+    teacher_log_probs = F.log_softmax(top_values, dim=-1)
+    kl = teacher_log_probs.exp() * (teacher_log_probs - student.gather(-1, top_index))
+    return kl.sum(-1).mean()
 
 
 class CachedCausalLM(nn.Module):
@@ -177,94 +220,76 @@ class CachedCausalLM(nn.Module):
             self.backbone, self.teacher_cache, input_ids, attention_mask
         ).logits
 
+    def save_trainable(self, output_dir: str | os.PathLike) -> None:
+        """The cache as an artifact (``from_pretrained``-loadable) plus its raw training state."""
+        self.cache.save_pretrained(output_dir)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.cache.state_dict().items()}
+        save_artifact(Path(output_dir) / CACHE_STATE_DIR, state, {}, kind="cache_state")
+
+    def load_trainable(self, checkpoint_dir: str | os.PathLike) -> None:
+        path = Path(checkpoint_dir) / CACHE_STATE_DIR
+        if not path.is_dir():
+            raise FileNotFoundError(f"checkpoint {str(checkpoint_dir)!r} has no {path.name}/")
+        state, _ = load_artifact(path, kind="cache_state")
+        self.cache.load_state_dict(state)
+
 
 class CacheTrainer(Trainer):
-    """``Trainer`` that optimises only the cache and checkpoints only the cache."""
+    """``Trainer`` that optimises and checkpoints only the trainable part of a wrapped model.
+
+    The model is a :class:`CachedCausalLM` (the cache) or a ``reasoncache.baselines.LoraCausalLM``
+    (a LoRA adapter): anything with ``forward(input_ids, attention_mask, labels) -> {"loss",
+    "logits"}``, ``save_trainable(dir)`` and ``load_trainable(dir)``. With ``distill_weight > 0``
+    the loss is ``(1 - w) * NLL + w * distillation_loss(student, teacher)``; the mean NLL and KL
+    since the last log are logged as ``nll`` and ``distill_kl``.
+    """
 
     def __init__(self, *args: Any, distill_weight: float = 0.0, distill_top_k: int = 20, **kwargs):
         super().__init__(*args, **kwargs)
         self.distill_weight = distill_weight
         self.distill_top_k = distill_top_k
+        self._loss_terms: dict[str, list[float]] = {"nll": [], "distill_kl": []}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         loss = outputs["loss"]
+        self._loss_terms["nll"].append(loss.detach().item())
         if self.distill_weight > 0:
             unwrapped = self.accelerator.unwrap_model(model)
             teacher = unwrapped.teacher_logits(inputs["input_ids"], inputs.get("attention_mask"))
             kl = distillation_loss(outputs["logits"], teacher, inputs["labels"], self.distill_top_k)
+            self._loss_terms["distill_kl"].append(kl.detach().item())
             loss = (1.0 - self.distill_weight) * loss + self.distill_weight * kl
         return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs:
+            for name, values in self._loss_terms.items():
+                if values:
+                    logs[name] = sum(values) / len(values)
+                    values.clear()
+        super().log(logs, *args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
-        cache = self.accelerator.unwrap_model(self.model).cache
-        cache.save_pretrained(output_dir)
-        state = {k: v.detach().cpu().contiguous() for k, v in cache.state_dict().items()}
-        save_artifact(os.path.join(output_dir, CACHE_STATE_DIR), state, {}, kind="cache_state")
+        self.accelerator.unwrap_model(self.model).save_trainable(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None):
-        cache = self.accelerator.unwrap_model(model or self.model).cache
-        path = Path(resume_from_checkpoint) / CACHE_STATE_DIR
-        if not path.is_dir():
-            raise FileNotFoundError(f"checkpoint {resume_from_checkpoint!r} has no {path.name}/")
-        state, _ = load_artifact(path, kind="cache_state")
-        cache.load_state_dict(state)
+        self.accelerator.unwrap_model(model or self.model).load_trainable(resume_from_checkpoint)
 
 
-def train_cache(
-    model: Any,
-    tokenizer: Any,
-    examples: Sequence[dict[str, str] | str],
-    cache_config: ReasonCacheConfig | None = None,
-    train_config: TrainConfig | None = None,
+def run_training(
+    wrapped: nn.Module,
+    rows: Sequence[dict[str, list[int]]],
+    train_config: TrainConfig,
     *,
-    demonstrations: str | None = None,
-    questions: Sequence[str] | None = None,
-    init_cache: ReasonCache | None = None,
+    pad_token_id: int = 0,
     resume_from_checkpoint: str | bool | None = None,
-) -> ReasonCache:
-    """Train a cache on ``examples`` with ``model`` frozen; returns the trained cache.
-
-    ``demonstrations`` (a text) is needed for ``init="text"`` and for distillation (the teacher
-    has it in context); ``questions`` for ``init="questions"``.
-    """
-    cache_config = cache_config or ReasonCacheConfig()
-    train_config = train_config or TrainConfig()
-    if len(examples) == 0:
-        raise ValueError("examples must hold at least one training example, got none")
-    if gradient_checkpointing_enabled(model):
-        raise RuntimeError(
-            "gradient checkpointing is enabled on the model; disable it "
-            "(model.gradient_checkpointing_disable()) to train a ReasonCache"
-        )
-
-    def ids_of(text: str) -> torch.Tensor:
-        return torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
-
-    seed_everything(train_config.seed)
-    cache = init_cache if init_cache is not None else ReasonCache(model, cache_config)
-    if init_cache is None and cache_config.init == "text":
-        if demonstrations is None:
-            raise ValueError("init='text' needs the demonstrations text")
-        init_from_text(cache, model, ids_of(demonstrations))
-    elif init_cache is None and cache_config.init == "questions":
-        if not questions:
-            raise ValueError("init='questions' needs a non-empty list of questions")
-        init_from_questions(cache, model, [ids_of(q)[0] for q in questions])
-    if cache_config.reparam_hidden > 0 and cache.reparam is None:
-        raise ValueError("init_cache has no reparameterisation but reparam_hidden > 0")
-
-    teacher = None
-    if train_config.distill_weight > 0:
-        if demonstrations is None:
-            raise ValueError("distill_weight > 0 needs the demonstrations text for the teacher")
-        teacher = cache_from_text(model, ids_of(demonstrations))
-
-    wrapped = CachedCausalLM(model, cache, teacher)
-    rows = tokenize_examples(tokenizer, examples)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    callbacks: Sequence[TrainerCallback] | None = None,
+) -> CacheTrainer:
+    """The one training path for caches and baselines: left-padded batches, AdamW, cosine with
+    warm-up, checkpoints of the trainable part; returns the finished trainer."""
     args = TrainingArguments(
         output_dir=train_config.output_dir,
         learning_rate=train_config.learning_rate,
@@ -286,11 +311,96 @@ def train_cache(
     trainer = CacheTrainer(
         model=wrapped,
         args=args,
-        train_dataset=rows,
-        data_collator=lambda batch: pad_batch(batch, pad_id),
+        train_dataset=list(rows),
+        data_collator=lambda batch: pad_batch(batch, pad_token_id),
+        callbacks=list(callbacks or []),
         distill_weight=train_config.distill_weight,
         distill_top_k=train_config.distill_top_k,
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     trainer.save_model(train_config.output_dir)
+    return trainer
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Turn on non-reentrant activation checkpointing (named ``activation_checkpointing_*``
+    from transformers 5 on, ``gradient_checkpointing_*`` before)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _pad_token_id(tokenizer: Any) -> int:
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return pad if pad is not None else 0
+
+
+def as_token_ids(tokenizer: Any, text_or_ids: str | Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """``[1, n]`` token ids of a text (no special tokens) or of ids given directly."""
+    if isinstance(text_or_ids, str):
+        if tokenizer is None:
+            raise ValueError("a text was given but tokenizer is None; pass token ids instead")
+        return torch.tensor([tokenizer(text_or_ids, add_special_tokens=False)["input_ids"]])
+    ids = torch.as_tensor(text_or_ids, dtype=torch.long)
+    ids = ids.unsqueeze(0) if ids.dim() == 1 else ids
+    if ids.dim() != 2 or ids.shape[0] != 1 or ids.shape[1] == 0:
+        raise ValueError(f"token ids must be one non-empty sequence, got shape {tuple(ids.shape)}")
+    return ids
+
+
+def train_cache(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    cache_config: ReasonCacheConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    demonstrations: str | Sequence[int] | torch.Tensor | None = None,
+    questions: Sequence[str] | None = None,
+    init_cache: ReasonCache | None = None,
+    resume_from_checkpoint: str | bool | None = None,
+    callbacks: Sequence[TrainerCallback] | None = None,
+) -> ReasonCache:
+    """Train a cache on ``examples`` with ``model`` frozen; returns the trained cache.
+
+    ``demonstrations`` (a text, or token ids) is needed for ``init="text"`` and for distillation
+    (the teacher has it in context); ``questions`` for ``init="questions"``. ``tokenizer`` may be
+    None when examples are tokenised rows and demonstrations are ids. ``callbacks`` are
+    transformers ``TrainerCallback``s (e.g. to read the logged ``loss``/``nll``/``distill_kl``).
+    """
+    cache_config = cache_config or ReasonCacheConfig()
+    train_config = train_config or TrainConfig()
+    if len(examples) == 0:
+        raise ValueError("examples must hold at least one training example, got none")
+
+    seed_everything(train_config.seed)
+    if train_config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    cache = init_cache if init_cache is not None else ReasonCache(model, cache_config)
+    if init_cache is None and cache_config.init == "text":
+        if demonstrations is None:
+            raise ValueError("init='text' needs the demonstrations text")
+        init_from_text(cache, model, as_token_ids(tokenizer, demonstrations))
+    elif init_cache is None and cache_config.init == "questions":
+        if not questions:
+            raise ValueError("init='questions' needs a non-empty list of questions")
+        init_from_questions(cache, model, [as_token_ids(tokenizer, q)[0] for q in questions])
+    if cache_config.reparam_hidden > 0 and cache.reparam is None:
+        raise ValueError("init_cache has no reparameterisation but reparam_hidden > 0")
+
+    teacher = None
+    if train_config.distill_weight > 0:
+        if demonstrations is None:
+            raise ValueError("distill_weight > 0 needs the demonstrations text for the teacher")
+        teacher = cache_from_text(model, as_token_ids(tokenizer, demonstrations))
+
+    run_training(
+        CachedCausalLM(model, cache, teacher),
+        tokenize_examples(tokenizer, examples),
+        train_config,
+        pad_token_id=_pad_token_id(tokenizer),
+        resume_from_checkpoint=resume_from_checkpoint,
+        callbacks=callbacks,
+    )
     return cache
