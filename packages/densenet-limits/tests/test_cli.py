@@ -59,3 +59,16 @@ def test_train_then_compress_round_trip(tmp_path, capsys):
     assert main(["compress", "--model", str(net), "--parts", "12", "--samples", "32"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["parts_used"] == [12] and report["max_error"] == 0.0
+
+
+def test_compress_command_merges_input_coordinates(tmp_path, capsys):
+    net = tmp_path / "net"
+    arguments = ["train", "--out", str(net), "--dim", "8", "--width", "12", "--steps", "5"]
+    assert main(arguments) == 0
+    capsys.readouterr()
+    assert main(["compress", "--model", str(net), "--parts", "12", "--input-parts", "8"]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert exact["max_error"] == 0.0 and exact["input_blocks"] == list(range(8))
+    assert main(["compress", "--model", str(net), "--parts", "12", "--input-parts", "2"]) == 0
+    merged = json.loads(capsys.readouterr().out)
+    assert sorted(set(merged["input_blocks"])) == [0, 1] and merged["max_error"] > 0.0

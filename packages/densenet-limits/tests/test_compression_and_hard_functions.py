@@ -5,10 +5,12 @@ import torch
 from densenet_limits import (
     MLP,
     DenseMLP,
+    block_average_pairs,
     block_averages_of_inputs,
     compress,
     equal_block_average_pairs,
     hidden_kernel,
+    input_kernel,
     sample_hard_family,
     witness,
 )
@@ -148,3 +150,74 @@ def test_hidden_kernel_rows_are_rescaled_preactivations():
     u = scale * (inputs.double() @ weight.T + bias)
     rms = (u[:, :, None] - u[:, None, :]).pow(2).mean(0).sqrt()
     torch.testing.assert_close(torch.cdist(rows, rows), rms, rtol=0.05, atol=1e-3)
+
+
+@pytest.mark.parametrize("parts", range(2, 9))
+def test_weak_regularity_gives_the_requested_parts_at_two_to_eight(parts):
+    # 0.1.0 took the smallest-residual Frieze–Kannan prefix, which was often empty on these
+    # kernels (small cut norm relative to their entries): the partition collapsed to one part.
+    model = DenseMLP([16, 128, 1], 4.0, seed=parts)
+    x, _ = sample_hard_family(512, 16, generator=torch.Generator().manual_seed(0))
+    result = compress(model, parts, inputs=x)
+    assert result.parts_used == (parts,)
+    assert result.model.widths == (16, parts, 1)
+
+
+@pytest.mark.parametrize("method", ["weak_regularity", "kmeans"])
+@pytest.mark.parametrize("model", [DenseMLP([6, 20, 12, 2], 4.0, seed=1), MLP([6, 20, 1], seed=2)])
+def test_one_part_per_input_and_per_neuron_is_exact(method, model):
+    hidden = [w.shape[0] for w, _ in model.affine_layers()[:-1]]
+    result = compress(model, hidden, method=method, samples=256, input_parts=6)
+    assert result.max_error == 0.0
+    assert result.input_parts_used == 6 and result.input_labels.tolist() == list(range(6))
+
+
+@pytest.mark.parametrize("method", ["weak_regularity", "kmeans"])
+def test_input_partition_reads_inputs_only_through_block_averages(method):
+    model = DenseMLP([12, 40, 1], 4.0, seed=5)
+    x, _ = sample_hard_family(512, 12, generator=torch.Generator().manual_seed(0))
+    result = compress(model, 40, method=method, inputs=x, input_parts=3)
+    labels = result.input_labels
+    assert result.input_parts_used == 3 and result.parts_used == (40,)
+    first = result.model.affine_layers()[0][0]
+    for block in range(3):
+        columns = first[:, labels == block]
+        torch.testing.assert_close(columns, columns[:, :1].expand_as(columns))
+    # Inputs with equal block averages are indistinguishable for the compressed network, while
+    # the witness tells them apart.
+    centre, spread_out = block_average_pairs(labels)
+    with torch.no_grad():
+        outputs = result.model(torch.stack([centre, spread_out]))
+    assert float((outputs[0] - outputs[1]).abs()) < 1e-5
+    assert float(witness(spread_out) - witness(centre)) >= (12 - 3) / 24
+    assert result.max_error > 0.0
+
+
+def test_input_kernel_rows_are_spread_times_rescaled_columns():
+    model = MLP([5, 7, 2], seed=0)
+    layers = model.affine_layers()
+    inputs = torch.rand(256, 5, generator=torch.Generator().manual_seed(1))
+    rows = input_kernel(layers, inputs)
+    spread = inputs.double().std(0, correction=0)
+    expected = spread[:, None] * (layers[1][0].norm(dim=0)[:, None] * layers[0][0]).T
+    torch.testing.assert_close(rows, expected)
+    assert rows.shape == (5, 7)
+
+
+def test_block_average_pairs_follow_any_partition():
+    labels = torch.tensor([2, 0, 2, 1, 0, 2, 0, 0])
+    centre, spread_out = block_average_pairs(labels)
+    onehot = torch.nn.functional.one_hot(labels).float()
+    torch.testing.assert_close(centre @ onehot, spread_out @ onehot)
+    # Block 2 = {0, 2, 5} (odd: coordinate 5 stays at 1/2), block 0 = {1, 4, 6, 7}, block 1 = {3}.
+    assert spread_out.tolist() == [0.0, 0.0, 1.0, 0.5, 1.0, 0.5, 0.0, 1.0]
+    assert float(witness(spread_out) - witness(centre)) == pytest.approx(6 / 16)
+    with pytest.raises(ValueError, match="non-negative integers"):
+        block_average_pairs(torch.tensor([0, -1]))
+    with pytest.raises(ValueError, match="1-D integer tensor"):
+        block_average_pairs(torch.zeros(2, 2, dtype=torch.int64))
+
+
+def test_bad_input_parts_raise():
+    with pytest.raises(ValueError, match="input_parts must be >= 1 and <= 4"):
+        compress(MLP([4, 20, 1]), 3, input_parts=5)

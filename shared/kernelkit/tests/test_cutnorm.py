@@ -19,6 +19,7 @@ from kernelkit.cutnorm import (
     rectangle_sum,
     step_kernel_value,
     step_matrix,
+    weak_regularity_partition,
 )
 from kernelkit.testing import tensors
 from kernelkit.utils import torch_threads
@@ -157,7 +158,109 @@ def test_frieze_kannan_bound_holds_with_exact_search(a, k, refit):
     bound = decomposition.l2_norm / math.sqrt(k)
     assert decomposition.rank <= k
     assert residual_cut <= bound + 1e-9
-    assert residual_cut == pytest.approx(min(decomposition.residual_cut), abs=1e-9)
+    # The returned prefix is the best non-empty one; the empty prefix only for the zero matrix.
+    if bool(a.any()):
+        assert decomposition.rank >= 1
+        assert residual_cut == pytest.approx(min(decomposition.residual_cut[1:]), abs=1e-9)
+    else:
+        assert decomposition.rank == 0
+
+
+# Exact search, k = 2: the residual cut norms are 0.2167 (no rectangle), 0.2313, 0.2241, so the
+# smallest-residual prefix used to be the empty one, collapsing the partition to one part.
+COLLAPSING_MATRIX = [
+    [1.0, 0.5, -1.5, 0.0, 1.5],
+    [-2.0, -1.0, 1.0, 0.0, 1.0],
+    [1.0, -1.0, -0.5, 0.0, -0.5],
+    [-0.5, -0.5, -2.0, 3.0, 0.0],
+    [-0.5, -0.5, 2.0, 0.0, -0.5],
+    [0.5, -0.5, -1.0, -2.0, 0.0],
+]
+
+
+def test_frieze_kannan_never_returns_an_empty_decomposition_of_a_nonzero_matrix():
+    a = torch.tensor(COLLAPSING_MATRIX, dtype=torch.float64)
+    decomposition = frieze_kannan(a, 2, method="exact")
+    found = decomposition.residual_cut
+    assert found[0] < min(found[1:])  # the case that used to return zero rectangles
+    assert decomposition.rank >= 1
+    assert int(common_refinement(decomposition.rows).max()) + 1 >= 2
+    residual = cut_norm_exact(a - decomposition.matrix()).normalized
+    assert residual <= decomposition.l2_norm / math.sqrt(2) + 1e-9
+    assert frieze_kannan(torch.zeros(3, 4), 2).rank == 0
+
+
+def test_a_search_returning_empty_sets_on_a_nonzero_residual_is_replaced():
+    from kernelkit.cutnorm import CutNormResult, _nonempty_rectangle
+
+    residual = torch.tensor([[0.0, -3.0], [1.0, 0.0]], dtype=torch.float64)
+    empty = CutNormResult(
+        value=0.0,
+        rows=torch.zeros(2, dtype=torch.bool),
+        cols=torch.zeros(2, dtype=torch.bool),
+        sign=1,
+        lower=0.0,
+        upper=4.0,
+        method="greedy",
+        shape=(2, 2),
+    )
+    fixed = _nonempty_rectangle(residual, empty)
+    assert fixed.value == 3.0 and fixed.sign == -1
+    assert fixed.rows.tolist() == [True, False] and fixed.cols.tolist() == [False, True]
+    assert _nonempty_rectangle(torch.zeros(2, 2, dtype=torch.float64), empty) is empty
+
+
+def distinct_rows(a: torch.Tensor) -> int:
+    return int(torch.unique(a, dim=0).shape[0])
+
+
+@given(medium_matrices, st.integers(1, 9), st.sampled_from(["exact", "greedy"]))
+@settings(max_examples=30)
+def test_weak_regularity_partition_has_the_requested_number_of_parts(a, parts, method):
+    # Integer entries: distinct rows differ by far more than the 1e-12 relative round-off
+    # below which the partition treats rows as equal.
+    a = a.round()
+    parts = min(parts, a.shape[0])
+    labels = weak_regularity_partition(
+        a, parts, method=method, generator=torch.Generator().manual_seed(0)
+    )
+    assert labels.shape == (a.shape[0],)
+    used = int(labels.max()) + 1
+    assert torch.bincount(labels).min() >= 1  # labels 0..used-1, none empty
+    assert used == min(parts, distinct_rows(a))
+    # Rows in one atom are equal whenever the partition could separate every distinct row.
+    if used == distinct_rows(a):
+        stepped = step_matrix(a, labels, torch.arange(a.shape[1]))
+        assert torch.allclose(stepped, a, atol=1e-9)
+
+
+@pytest.mark.parametrize("parts", range(2, 9))
+def test_weak_regularity_partition_of_a_planted_kernel_at_two_to_eight_parts(parts):
+    # A kernel with a small cut norm relative to its entries (the regime where the smallest
+    # Frieze–Kannan prefix used to be empty): noise around eight planted row types.
+    gen = torch.Generator().manual_seed(parts)
+    types = torch.randn(8, 30, generator=gen, dtype=torch.float64)
+    a = types[torch.arange(120) % 8] + 0.5 * torch.randn(
+        120, 30, generator=gen, dtype=torch.float64
+    )
+    labels = weak_regularity_partition(a, parts, generator=torch.Generator().manual_seed(0))
+    assert int(labels.max()) + 1 == parts
+    assert torch.bincount(labels, minlength=parts).min() >= 1
+    # Each refinement lowers the L2 error of the row-stepped kernel.
+    errors = [
+        float((a - step_matrix(a, weak_regularity_partition(a, p), torch.arange(30))).pow(2).mean())
+        for p in (1, parts)
+    ]
+    assert errors[1] < errors[0]
+
+
+def test_weak_regularity_partition_separates_planted_row_types_exactly():
+    types = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0], [3.0, 3.0, 3.0]], dtype=torch.float64)
+    a = types[torch.tensor([0, 1, 2, 0, 1, 2, 2])]
+    labels = weak_regularity_partition(a, 3, method="exact")
+    assert labels.tolist() == [0, 1, 2, 0, 1, 2, 2]
+    # More parts than distinct rows: the partition stops at the distinct rows.
+    assert int(weak_regularity_partition(a, 6, method="exact").max()) + 1 == 3
 
 
 @given(medium_matrices, st.integers(1, 4))
@@ -252,6 +355,10 @@ def test_bad_options_raise():
         cut_norm_sdp(a, rounding="uniform")
     with pytest.raises(ValueError, match="k must be >= 1"):
         frieze_kannan(a, 0)
+    with pytest.raises(ValueError, match="parts must be"):
+        weak_regularity_partition(a, 4)
+    with pytest.raises(ValueError, match="method must be"):
+        weak_regularity_partition(a, 2, method="magic")
     with pytest.raises(ValueError, match="x must lie in"):
         step_kernel_value(a, torch.tensor([1.5]), torch.tensor([0.5]))
     with pytest.raises(ValueError, match="row_labels must be"):

@@ -12,9 +12,11 @@ from densenet_limits.compression import (
     CompressionResult,
     compress,
     hidden_kernel,
+    input_kernel,
     partition_neurons,
 )
 from densenet_limits.hard_functions import (
+    block_average_pairs,
     block_averages_of_inputs,
     equal_block_average_pairs,
     sample_hard_family,
@@ -40,6 +42,7 @@ from kernelkit.cutnorm import (
     cut_norm_sdp,
     frieze_kannan,
     step_matrix,
+    weak_regularity_partition,
 )
 
 __version__ = version("densenet-limits")
@@ -56,6 +59,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "accuracy",
+    "block_average_pairs",
     "block_averages_of_inputs",
     "common_refinement",
     "compress",
@@ -66,6 +70,7 @@ __all__ = [
     "equal_block_average_pairs",
     "frieze_kannan",
     "hidden_kernel",
+    "input_kernel",
     "load_digits_split",
     "load_network",
     "parameter_groups",
@@ -74,5 +79,6 @@ __all__ = [
     "sample_hard_family",
     "step_matrix",
     "train",
+    "weak_regularity_partition",
     "witness",
 ]

@@ -51,6 +51,13 @@ class TrainJob:
     parametrization: Literal["tanh", "clamp"] = field(
         default="tanh", metadata={"help": "dense layers: tanh reparametrisation or clamp"}
     )
+    checkpoint_every: int = field(
+        default=500,
+        metadata={
+            "help": "write a resumable checkpoint to OUT/checkpoint every this many steps; "
+            "a rerun with the same arguments resumes from it"
+        },
+    )
 
 
 _SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
@@ -137,7 +144,16 @@ def _run_train(args: argparse.Namespace) -> int:
         model = SparseMLP(widths, job.bound, seed=config.seed)
     else:
         model = MLP(widths, seed=config.seed)
-    train(model, x, y, config, task=task, show_progress=True)
+    train(
+        model,
+        x,
+        y,
+        config,
+        task=task,
+        show_progress=True,
+        checkpoint_dir=job.out / "checkpoint",
+        checkpoint_every=job.checkpoint_every,
+    )
     score = (
         accuracy(model, x_test, y_test)
         if task == "classification"
@@ -158,7 +174,14 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_compress(args: argparse.Namespace) -> int:
     model = load_network(args.model)
-    result = compress(model, args.parts, method=args.method, samples=args.samples, seed=args.seed)
+    result = compress(
+        model,
+        args.parts,
+        method=args.method,
+        samples=args.samples,
+        seed=args.seed,
+        input_parts=args.input_parts,
+    )
     if args.out is not None:
         result.model.save_pretrained(args.out)
     print(
@@ -169,6 +192,9 @@ def _run_compress(args: argparse.Namespace) -> int:
                 "max_error": result.max_error,
                 "rms_error": result.rms_error,
                 "relative_rms_error": result.relative_rms_error,
+                "input_blocks": None
+                if result.input_labels is None
+                else result.input_labels.tolist(),
             },
             indent=2,
         )
@@ -197,6 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     shrink.add_argument(
         "--method", choices=("weak_regularity", "kmeans"), default="weak_regularity"
+    )
+    shrink.add_argument(
+        "--input-parts",
+        type=int,
+        default=None,
+        help="also merge the input coordinates into this many blocks (first layer reads "
+        "block averages); default: inputs untouched",
     )
     shrink.add_argument("--samples", type=int, default=2048, help="cube points for the error")
     shrink.add_argument("--seed", type=int, default=0)

@@ -7,8 +7,10 @@ the per-coordinate mean and spread of the layer's inputs (:func:`hidden_kernel`)
 two rows is the RMS difference of their rescaled pre-activations ``u_j = s_j (W_ℓ[j] · h + b_ℓ[j])``.
 A partition of the neurons is found
 
-- by **weak regularity**: Frieze–Kannan rectangles of that kernel are added while the common
-  refinement of their row sets has at most ``parts`` atoms; the atoms are the parts;
+- by **weak regularity**: the partition form of the lemma built by energy increment
+  (:func:`kernelkit.cutnorm.weak_regularity_partition`): the neurons are refined by the row
+  set of a large cut of the residual ``K − K_P`` until there are ``parts`` atoms (fewer only
+  when fewer neurons have distinct rows);
 - by **k-means** on the rows (the baseline; Lloyd's algorithm with k-means++ seeding).
 
 Each part ``P`` is merged into one neuron ``(Σ_P d_j) σ(mean_P u_j)`` (``d_j`` the unit outgoing
@@ -16,6 +18,13 @@ direction): rescaled incoming weights and biases **averaged**, outgoing directio
 output moves by at most ``Σ_P |u_j − mean_P u_j|``. Singleton parts keep their neuron unchanged,
 so ``parts = width`` is exact. Features and errors use a sample of the input cube
 ``[0, 1]^{d0}`` or, better for a trained network, given inputs from its data distribution.
+
+The **input layer** can be partitioned too (``input_parts``): the first layer read as a kernel
+over the input coordinates (:func:`input_kernel`, row ``i`` = how coordinate ``i`` drives the
+rescaled pre-activations), partitioned the same way, and the first layer's columns replaced by
+their block averages. The compressed network then sees ``x`` only through the block averages
+of its input coordinates, as in the theorem, so it cannot tell apart two inputs with equal block
+averages (:func:`densenet_limits.block_average_pairs`).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import torch
 from torch import nn
 
 from densenet_limits.networks import MLP
-from kernelkit.cutnorm import common_refinement, frieze_kannan
+from kernelkit.cutnorm import weak_regularity_partition
 from kernelkit.validation import check_finite, check_floating, check_int_in_range
 
 __all__ = [
@@ -35,6 +44,7 @@ __all__ = [
     "CompressionResult",
     "compress",
     "hidden_kernel",
+    "input_kernel",
     "kmeans",
     "partition_neurons",
 ]
@@ -46,8 +56,10 @@ METHODS = ("weak_regularity", "kmeans")
 class CompressionResult:
     """The merged network and its output error against the original on the sample.
 
-    ``parts_used`` may be below the ``parts`` asked for (weak regularity stops before a
-    rectangle would overshoot; k-means merges duplicate rows). All errors are over the
+    ``parts_used`` may be below the ``parts`` asked for only when fewer neurons have distinct
+    feature rows (k-means also drops clusters that end up empty). ``input_labels`` is the
+    partition of the input coordinates (``None`` unless ``input_parts`` was given) and
+    ``input_parts_used`` its number of blocks. All errors are over the
     measurement inputs; ``relative_rms_error`` is ``RMS(f − g) / RMS(f − mean f)`` there, so it
     is only meaningful where the network's output varies on those inputs (pass samples of the
     distribution the network was trained on).
@@ -59,6 +71,11 @@ class CompressionResult:
     max_error: float
     rms_error: float
     relative_rms_error: float
+    input_labels: torch.Tensor | None = None
+
+    @property
+    def input_parts_used(self) -> int | None:
+        return None if self.input_labels is None else int(self.input_labels.max()) + 1
 
 
 def _layer_inputs(
@@ -109,27 +126,41 @@ def hidden_kernel(
     return scale[:, None] * torch.cat([(weight_in @ mean + bias)[:, None], weight_in * std], 1)
 
 
+def input_kernel(
+    layers: Sequence[tuple[torch.Tensor, torch.Tensor]], inputs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The first layer read as a kernel over the input coordinates (``d0 × n``).
+
+    Row ``i`` is ``σ_i · s ⊙ W_1[:, i]``: how input coordinate ``i`` (spread ``σ_i`` on the
+    sample) moves the rescaled pre-activations ``u_j = s_j (W_1[j] · x + b_1[j])`` of the first
+    hidden layer (``s_j = ‖W_2[:, j]‖₂``, see :func:`hidden_kernel`). Replacing the columns of a
+    block ``Q`` of inputs by their average moves ``u`` by ``Σ_{i∈Q} s ⊙ (W_1[:, i] − mean_Q)
+    (x_i − μ)`` when the coordinates of ``Q`` share the mean ``μ``; for uncorrelated
+    coordinates of equal spread (the cube, the witness family) its mean square is the squared
+    distance of the rows to their block mean. ``inputs`` as in :func:`hidden_kernel`.
+    """
+    weight = layers[0][0]
+    if inputs is None:
+        generator = torch.Generator().manual_seed(0)
+        inputs = torch.rand(2048, weight.shape[1], generator=generator)
+    spread = inputs.to(torch.float64).std(0, correction=0)
+    return spread[:, None] * (outgoing_scales(layers, 0)[:, None] * weight).T
+
+
 def partition_neurons(
     kernel: torch.Tensor, parts: int, *, method: str = "weak_regularity", seed: int = 0
 ) -> torch.Tensor:
-    """Labels ``0..p−1`` (``p ≤ parts``) of the rows of ``kernel``."""
+    """Labels ``0..p−1`` of the rows of ``kernel``; ``p = parts`` unless fewer rows differ."""
     width = kernel.shape[0]
     check_int_in_range("parts", parts, 1, width)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if parts == width:
         return torch.arange(width)
-    if method == "kmeans":
-        return kmeans(kernel, parts, generator=torch.Generator().manual_seed(seed))
     generator = torch.Generator().manual_seed(seed)
-    decomposition = frieze_kannan(kernel, parts, generator=generator)
-    labels = torch.zeros(width, dtype=torch.int64)
-    for count in range(1, decomposition.rank + 1):
-        candidate = common_refinement(decomposition.rows[:count])
-        if int(candidate.max()) + 1 > parts:
-            break
-        labels = candidate
-    return labels
+    if method == "kmeans":
+        return kmeans(kernel, parts, generator=generator)
+    return weak_regularity_partition(kernel, parts, generator=generator)
 
 
 def kmeans(
@@ -159,7 +190,24 @@ def kmeans(
         if torch.equal(new_labels, labels):
             break
         labels = new_labels
-    return common_refinement(labels[None] == torch.arange(centres.shape[0])[:, None])
+    return _first_appearance(labels)
+
+
+def _first_appearance(labels: torch.Tensor) -> torch.Tensor:
+    """Relabel ``labels`` as ``0..p−1`` in order of first appearance (dropping unused labels)."""
+    _, inverse = torch.unique(labels, return_inverse=True)
+    count = int(inverse.max()) + 1
+    first = torch.full((count,), labels.shape[0], dtype=torch.int64)
+    first.scatter_reduce_(0, inverse, torch.arange(labels.shape[0]), reduce="amin")
+    relabel = torch.empty(count, dtype=torch.int64)
+    relabel[torch.argsort(first)] = torch.arange(count)
+    return relabel[inverse]
+
+
+def _average_input_blocks(weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``weight`` with each column replaced by the mean column of its block of inputs."""
+    onehot = nn.functional.one_hot(labels).to(torch.float64)
+    return (weight @ onehot / onehot.sum(0)) @ onehot.T
 
 
 def _merge(
@@ -200,13 +248,17 @@ def compress(
     inputs: torch.Tensor | None = None,
     samples: int = 2048,
     seed: int = 0,
+    input_parts: int | None = None,
 ) -> CompressionResult:
     """Merge each hidden layer of ``model`` into at most ``parts`` neurons (see module doc).
 
     ``model`` is any network of this package (it needs ``affine_layers()``); ``parts`` is one
-    count for every hidden layer or one per hidden layer, each in ``[1, width]``. The neuron
-    features (:func:`hidden_kernel`) and the errors use ``inputs`` if given, else ``samples``
-    uniform points of ``[0, 1]^{d0}``; for a trained network pass samples of its data.
+    count for every hidden layer or one per hidden layer, each in ``[1, width]``. With
+    ``input_parts`` in ``[1, d0]`` the input coordinates are partitioned too (same ``method``,
+    on :func:`input_kernel`) and the first layer reads only their block averages; ``parts =
+    width`` and ``input_parts = d0`` reproduce the network exactly. The features and the errors
+    use ``inputs`` if given, else ``samples`` uniform points of ``[0, 1]^{d0}``; for a trained
+    network pass samples of its data.
     """
     if not hasattr(model, "affine_layers"):
         raise TypeError(f"model must be a DenseMLP, SparseMLP or MLP, got {type(model).__name__}")
@@ -230,10 +282,21 @@ def compress(
     else:
         check_floating("inputs", inputs)
         check_finite("inputs", inputs)
+    input_labels = None
+    if input_parts is not None:
+        check_int_in_range("input_parts", input_parts, 1, layers[0][0].shape[1])
     partitions = [
         partition_neurons(hidden_kernel(layers, i, inputs), count, method=method, seed=seed)
         for i, count in enumerate(counts)
     ]
+    if input_parts is not None:
+        input_labels = partition_neurons(
+            input_kernel(layers, inputs), input_parts, method=method, seed=seed
+        )
+        # Averaging columns within input blocks commutes with averaging rows within neuron
+        # parts, so the two merges can be applied one after the other.
+        first_weight, first_bias = layers[0]
+        layers = [(_average_input_blocks(first_weight, input_labels), first_bias), *layers[1:]]
     compressed = MLP.from_affine_layers(_merge(layers, partitions))
     with torch.no_grad():
         original = model(inputs.float()).double()
@@ -248,4 +311,5 @@ def compress(
         max_error=float(error.max()),
         rms_error=float(rms),
         relative_rms_error=float(rms / spread) if spread > 0 else float(rms),
+        input_labels=input_labels,
     )

@@ -19,7 +19,13 @@ import torch
 
 from kernelkit.validation import check_finite, check_floating, check_int_in_range
 
-__all__ = ["block_averages_of_inputs", "equal_block_average_pairs", "sample_hard_family", "witness"]
+__all__ = [
+    "block_average_pairs",
+    "block_averages_of_inputs",
+    "equal_block_average_pairs",
+    "sample_hard_family",
+    "witness",
+]
 
 
 def witness(x: torch.Tensor) -> torch.Tensor:
@@ -69,4 +75,32 @@ def equal_block_average_pairs(dim: int, blocks: int) -> tuple[torch.Tensor, torc
         )
     centre = torch.full((dim,), 0.5)
     alternating = (torch.arange(dim) % 2).float()
+    return centre, alternating
+
+
+def block_average_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, x')`` with equal averages on every block of the input partition ``labels``.
+
+    ``labels`` (``(d0,)`` integers, e.g. ``CompressionResult.input_labels``) assigns each input
+    coordinate to a block. ``x = ½·1``; ``x'`` alternates 0, 1 over each block's coordinates in
+    index order, and the last coordinate of an odd-sized block stays at ½. So a network that
+    reads only these block averages gives ``x`` and ``x'`` the same output, while
+    ``f*(x') − f*(x) = (number of coordinates set to 0 or 1) / (2 d0)``, which is ½ when every
+    block has even size and at least ``(d0 − blocks) / (2 d0)`` otherwise.
+    """
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.numel() == 0:
+        raise ValueError(f"labels must be a non-empty 1-D integer tensor, got {labels!r}")
+    if labels.dtype not in (torch.int32, torch.int64) or int(labels.min()) < 0:
+        raise ValueError(
+            f"labels must hold non-negative integers, got dtype {labels.dtype}, "
+            f"minimum {labels.min().item()}"
+        )
+    labels = labels.to(torch.int64)
+    # Position of each coordinate within its block, in index order.
+    same_block = labels[:, None] == labels[None, :]
+    position = (same_block & torch.ones_like(same_block).tril(-1)).sum(1)
+    block_size = same_block.sum(1)
+    paired = position < block_size - block_size % 2
+    centre = torch.full((labels.shape[0],), 0.5)
+    alternating = torch.where(paired, (position % 2).float(), centre)
     return centre, alternating

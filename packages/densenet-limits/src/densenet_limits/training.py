@@ -1,17 +1,38 @@
-"""Training and evaluation of dense, sparse and unconstrained networks (Adam, mini-batches)."""
+"""Training and evaluation of dense, sparse and unconstrained networks (Adam, mini-batches).
+
+Long runs can checkpoint and resume: :func:`train` with ``checkpoint_dir`` writes the model, the
+Adam moments, the step, the losses so far and the batch sampler's RNG state every
+``checkpoint_every`` steps (safetensors through :func:`kernelkit.io.training_state_tensors`),
+and continues from a checkpoint of the same run found there, bit for bit as if never stopped.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from densenet_limits.networks import parameter_groups
+from kernelkit.io import (
+    ArtifactError,
+    load_artifact,
+    load_training_state,
+    save_artifact,
+    training_state_tensors,
+)
 from kernelkit.utils import progress
 from kernelkit.validation import check_finite, check_floating, check_int_in_range
 
-__all__ = ["TrainConfig", "accuracy", "load_digits_split", "r2_score", "train"]
+__all__ = ["CHECKPOINT_KIND", "TrainConfig", "accuracy", "load_digits_split", "r2_score", "train"]
+
+CHECKPOINT_KIND = "densenet-limits-training-state"
+_SAMPLER_STATE = "train.batch_sampler_rng"
+_LOSSES = "train.losses"
 
 
 @dataclass
@@ -53,6 +74,44 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups)
 
 
+def _run_identity(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, config: TrainConfig, task: str
+) -> dict:
+    """What a checkpoint must share with the run resuming it (everything but ``steps``)."""
+    digest = hashlib.sha256()
+    for tensor in (inputs, targets):
+        digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    model_config = model.config() if hasattr(model, "config") else {}
+    return {
+        "train_config": {k: v for k, v in asdict(config).items() if k != "steps"},
+        "task": task,
+        "model": {"class": type(model).__name__, **model_config},
+        "data_sha256": digest.hexdigest(),
+    }
+
+
+def _previous_checkpoint(directory: Path) -> Path | None:
+    # A crash between the two renames of _write_checkpoint leaves only the ".old" copy.
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    return None
+
+
+def _write_checkpoint(directory: Path, tensors: dict, meta: dict) -> None:
+    """Replace the checkpoint in ``directory`` as a whole: write a sibling, then rename."""
+    staging = directory.with_name(directory.name + ".tmp")
+    previous = directory.with_name(directory.name + ".old")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_artifact(staging, tensors, meta, kind=CHECKPOINT_KIND)
+    if directory.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        directory.rename(previous)
+    staging.rename(directory)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 def train(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -61,12 +120,21 @@ def train(
     *,
     task: str = "regression",
     show_progress: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
 ) -> list[float]:
     """Fit ``model`` with Adam; return the loss of every step.
 
     ``task="regression"``: mean squared error on ``targets`` of shape ``(N,)`` or ``(N, out)``;
     ``task="classification"``: cross-entropy on integer labels ``(N,)``. Constrained layers are
     projected back into their box after every step (a no-op for the tanh form).
+
+    With ``checkpoint_dir``, the training state is written there (replaced atomically as a
+    whole) every ``checkpoint_every`` steps and at the end. If the directory already holds a
+    checkpoint of the same run (same model class and config, data, task and ``config`` apart
+    from ``steps``, at a step ``≤ config.steps``) training resumes from it and ends exactly as an
+    uninterrupted run would; ``model`` must then be built as for the original run (its weights
+    are overwritten). A checkpoint of a different run raises ``ValueError``.
     """
     config = config or TrainConfig()
     check_floating("inputs", inputs)
@@ -77,10 +145,46 @@ def train(
         raise ValueError(
             f"targets must have {inputs.shape[0]} rows like inputs, got shape {tuple(targets.shape)}"
         )
+    check_int_in_range("checkpoint_every", checkpoint_every, 1)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = _optimizer(model, config)
-    losses = []
-    for _ in progress(range(config.steps), desc="train", disable=not show_progress):
+    losses: list[float] = []
+    start = 0
+    directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    identity = _run_identity(model, inputs, targets, config, task) if directory else None
+    found = _previous_checkpoint(directory) if directory else None
+    if found is not None:
+        tensors, meta = load_artifact(found, kind=CHECKPOINT_KIND)
+        saved = {key: meta.get(key) for key in identity}
+        if saved != identity or not 0 <= meta.get("step", -1) <= config.steps:
+            raise ValueError(
+                f"checkpoint_dir {str(found)!r} holds a checkpoint of a different run "
+                f"(saved {saved}, step {meta.get('step')}; this run {identity}, "
+                f"{config.steps} steps); use another directory or delete it"
+            )
+        for name in (_SAMPLER_STATE, _LOSSES):
+            if name not in tensors:
+                raise ArtifactError(f"checkpoint {str(found)!r} lacks the tensor {name!r}")
+        load_training_state(
+            {k: v for k, v in tensors.items() if not k.startswith("train.")}, model, optimizer
+        )
+        generator.set_state(tensors[_SAMPLER_STATE])
+        losses = tensors[_LOSSES].tolist()
+        start = meta["step"]
+
+    def save(step: int) -> None:
+        state = training_state_tensors(model, optimizer)
+        state[_SAMPLER_STATE] = generator.get_state()
+        state[_LOSSES] = torch.tensor(losses, dtype=torch.float64)
+        _write_checkpoint(directory, state, {**identity, "step": step})
+
+    steps = progress(
+        range(start, config.steps),
+        desc="train",
+        total=config.steps - start,
+        disable=not show_progress,
+    )
+    for step in steps:
         index = torch.randint(0, inputs.shape[0], (config.batch_size,), generator=generator)
         output = model(inputs[index])
         if task == "regression":
@@ -92,6 +196,10 @@ def train(
         optimizer.step()
         model.project_()
         losses.append(loss.item())
+        if directory is not None and (step + 1) % checkpoint_every == 0:
+            save(step + 1)
+    if directory is not None and start < config.steps and config.steps % checkpoint_every:
+        save(config.steps)
     return losses
 
 

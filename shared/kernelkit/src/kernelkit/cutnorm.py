@@ -25,7 +25,9 @@ Three estimators, each returning the maximising sets:
 
 :func:`frieze_kannan` computes ``k`` rectangles ``Σ_j c_j 1_{S_j × T_j}`` whose residual has cut
 norm about ``‖A‖_2 / √k`` (normalised norms); :func:`common_refinement` and :func:`step_matrix`
-give the partition form (a step function on the common refinement of the rectangles).
+give the partition form (a step function on the common refinement of the rectangles);
+:func:`weak_regularity_partition` builds a row partition with exactly the requested number of
+atoms by energy-increment refinement.
 """
 
 from __future__ import annotations
@@ -52,12 +54,15 @@ __all__ = [
     "rectangle_sum",
     "step_kernel_value",
     "step_matrix",
+    "weak_regularity_partition",
 ]
 
 #: Krivine's upper bound on the real Grothendieck constant, ``π / (2 ln(1 + √2)) ≈ 1.7822``.
 KRIVINE_CONSTANT = math.pi / (2.0 * math.log1p(math.sqrt(2.0)))
 
 _ENUMERATION_LIMIT = 20
+# Residual entries below this (relative to the matrix's largest entry) count as round-off.
+_ZERO_RESIDUAL = 1e-12
 # Rows of the 0/1 subset matrix processed at once by the exact enumeration (bounds memory).
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -69,7 +74,8 @@ class CutNormResult:
     ``value`` is ``|Σ_{S×T} A|`` for the returned ``rows`` (S) and ``cols`` (T): always a true
     lower bound. ``lower``/``upper`` bracket the exact unnormalised cut norm (``upper`` may be
     ``inf`` when no certificate was computed). ``sign`` is +1 when the sum over ``S × T`` is
-    positive. ``sdp_value`` is the Burer–Monteiro primal value (SDP method only).
+    positive. ``sdp_value`` is the best SDP primal value found (SDP method only): the
+    Burer–Monteiro point's, or the rank-one point of the returned sets (``4 · value``) if larger.
     """
 
     value: float
@@ -404,6 +410,10 @@ def cut_norm_sdp(
     start = _rows_from_augmented(x[:, best], n).to(torch.float64)[None]
     value, rows, cols, sign, _ = _best_of(matrix, start, 100)
 
+    # The ±1 vectors of the returned sets are a rank-one feasible point worth 4·value on the
+    # augmented matrix; the block ascent converges slowly on some tiny matrices and can stop
+    # below it, so the primal value reported is the better of the two feasible points.
+    sdp_value = max(sdp_value, 4.0 * value)
     upper = _dual_certificate(aug, u, v) / 4 if certify else math.inf
     return CutNormResult(
         value=value,
@@ -479,6 +489,47 @@ def _refit(matrix: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torc
     return torch.linalg.lstsq(gram, target[:, None]).solution[:, 0]
 
 
+def _rectangle_search(method: str, restarts: int, generator: torch.Generator | None):
+    """The cut search a weak-regularity step runs on its residual, by name."""
+    searches = {
+        "exact": lambda r: cut_norm_exact(r),
+        "greedy": lambda r: cut_norm_greedy(r, restarts=restarts, generator=generator),
+        "sdp": lambda r: cut_norm_sdp(r, certify=False, generator=generator),
+    }
+    if method not in searches:
+        raise ValueError(f"method must be one of {sorted(searches)}, got {method!r}")
+    return searches[method]
+
+
+def _nonempty_rectangle(residual: torch.Tensor, result: CutNormResult) -> CutNormResult:
+    """``result``, or the largest entry of ``residual`` as a 1 × 1 rectangle when ``result``'s
+    sets are empty (or its value is 0) although ``residual`` is not zero.
+
+    A heuristic search can return an empty set on a tiny residual; a Frieze–Kannan step must
+    still make progress, and ``|R_ij|`` is a valid (if weak) rectangle value.
+    """
+    if result.value > 0.0 and bool(result.rows.any()) and bool(result.cols.any()):
+        return result
+    flat = int(residual.abs().argmax())
+    i, j = divmod(flat, residual.shape[1])
+    entry = float(residual[i, j])
+    if entry == 0.0:
+        return result
+    rows = torch.zeros(residual.shape[0], dtype=torch.bool)
+    cols = torch.zeros(residual.shape[1], dtype=torch.bool)
+    rows[i], cols[j] = True, True
+    return CutNormResult(
+        value=abs(entry),
+        rows=rows,
+        cols=cols,
+        sign=1 if entry > 0 else -1,
+        lower=abs(entry),
+        upper=result.upper,
+        method=result.method,
+        shape=tuple(residual.shape),
+    )
+
+
 def frieze_kannan(
     a: torch.Tensor,
     k: int,
@@ -496,18 +547,15 @@ def frieze_kannan(
     ``S × T``. Either way ``‖R‖_2²`` drops by at least the squared normalised cut value found,
     so the values found satisfy ``Σ_j d_j² ≤ ‖A‖_2²`` and some prefix of at most ``k``
     rectangles leaves a residual of cut norm ``≤ ‖A‖_2 / √k`` when the search is exact (the
-    Frieze–Kannan lemma). The decomposition returned is the prefix with the smallest residual
-    cut norm found, so it may have fewer than ``k`` rectangles.
+    Frieze–Kannan lemma). The decomposition returned is the non-empty prefix with the smallest
+    residual cut norm found (``1..k`` rectangles; the empty one only for the zero matrix), so it
+    may have fewer than ``k`` rectangles. A search that returns an empty set while the residual
+    is non-zero is replaced by the 1 × 1 rectangle of the residual's largest entry, so every step
+    removes some mass.
     """
     matrix = _check_matrix("a", a)
     check_int_in_range("k", k, 1)
-    searches = {
-        "exact": lambda r: cut_norm_exact(r),
-        "greedy": lambda r: cut_norm_greedy(r, restarts=restarts, generator=generator),
-        "sdp": lambda r: cut_norm_sdp(r, certify=False, generator=generator),
-    }
-    if method not in searches:
-        raise ValueError(f"method must be one of {sorted(searches)}, got {method!r}")
+    search = _rectangle_search(method, restarts, generator)
     n, m = matrix.shape
     area = n * m
     rows = torch.zeros(0, n, dtype=torch.bool)
@@ -517,7 +565,7 @@ def frieze_kannan(
     found: list[float] = []
     prefixes: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for step in range(k + 1):
-        result = searches[method](residual)
+        result = _nonempty_rectangle(residual, search(residual))
         found.append(result.value / area)
         prefixes.append((coefficients, rows, cols))
         if step == k or result.value == 0.0:
@@ -534,7 +582,12 @@ def frieze_kannan(
         residual = matrix - rows.T.to(torch.float64) @ (
             coefficients[:, None] * cols.to(torch.float64)
         )
-    best = min(range(len(found)), key=found.__getitem__)
+    # The empty prefix is a candidate only for the zero matrix: the residual cut norm is not
+    # monotone in the prefix (and a heuristic search only bounds it from below), so letting it
+    # compete made non-zero kernels collapse to zero rectangles, i.e. one part. Over prefixes
+    # 1..k the Frieze–Kannan bound still holds: Σ_{j=1..k} d_j² ≤ ‖R_1‖_2² ≤ ‖A‖_2².
+    candidates = range(1, len(found)) if len(found) > 1 else range(1)
+    best = min(candidates, key=found.__getitem__)
     coefficients, rows, cols = prefixes[best]
     return CutDecomposition(
         coefficients=coefficients,
@@ -543,6 +596,68 @@ def frieze_kannan(
         residual_cut=tuple(found),
         l2_norm=float(matrix.pow(2).mean().sqrt()),
     )
+
+
+def weak_regularity_partition(
+    a: torch.Tensor,
+    parts: int,
+    *,
+    method: str = "greedy",
+    restarts: int = 20,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Labels ``0..p−1`` of a partition of the rows of ``a`` into ``p ≤ parts`` atoms.
+
+    The partition form of weak regularity, built by energy increment: start from one atom; the
+    residual is ``R = a − a_P`` with ``a_P`` the row-stepped matrix (each row replaced by the
+    mean row of its atom; columns are not grouped); find a rectangle ``S × T`` with large
+    ``|R(S, T)|`` (``method`` as in :func:`frieze_kannan`) and refine the atoms by ``S``.
+    Refining by ``S`` raises ``‖a_P‖_2²`` by at least ``(R(S, T) / (n m))²`` (Cauchy–Schwarz),
+    so with an exact search some residual among the first ``k`` had normalised cut norm
+    ``≤ ‖a‖_2 / √k``, with at most ``2^k`` atoms. ``R`` has zero sum over every atom, so any
+    ``S`` with ``R(S, T) ≠ 0`` splits at least one atom: every step adds an atom. When a step
+    would overshoot ``parts``, only the atoms whose split gains most energy
+    (``|A∩S| |A∖S| / |A| · ‖mean_{A∩S} − mean_{A∖S}‖²``) are split, so the result has exactly
+    ``min(parts, number of distinct rows)`` atoms (rows equal up to ``1e-12`` relative
+    round-off count as one). Labels are numbered in order of first appearance.
+    """
+    matrix = _check_matrix("a", a)
+    n = matrix.shape[0]
+    check_int_in_range("parts", parts, 1, n)
+    search = _rectangle_search(method, restarts, generator)
+    tolerance = _ZERO_RESIDUAL * float(matrix.abs().max())
+    labels = torch.zeros(n, dtype=torch.int64)
+    count = 1
+    while count < parts:
+        onehot = torch.nn.functional.one_hot(labels, count).to(torch.float64)
+        sizes = onehot.sum(0)
+        residual = matrix - (onehot.T @ matrix / sizes[:, None])[labels]
+        if float(residual.abs().max()) <= tolerance:
+            break  # every atom holds equal rows: no further split changes the step matrix
+        inside = _nonempty_rectangle(residual, search(residual)).rows.to(torch.float64)
+        inside_sizes = onehot.T @ inside
+        splittable = (inside_sizes > 0) & (inside_sizes < sizes)
+        if not bool(splittable.any()):
+            # Round-off can make a search return a union of atoms; the row of the residual's
+            # largest entry differs from its atom's mean row, so splitting it off is progress.
+            inside = torch.zeros(n, dtype=torch.float64)
+            inside[int(residual.abs().argmax()) // residual.shape[1]] = 1.0
+            inside_sizes = onehot.T @ inside
+            splittable = (inside_sizes > 0) & (inside_sizes < sizes)
+        inside_sums = onehot.T @ (inside[:, None] * matrix)
+        outside_sums = onehot.T @ matrix - inside_sums
+        outside_sizes = sizes - inside_sizes
+        gap = (
+            inside_sums / inside_sizes.clamp(min=1)[:, None]
+            - outside_sums / outside_sizes.clamp(min=1)[:, None]
+        )
+        gain = inside_sizes * outside_sizes / sizes * gap.pow(2).sum(1)
+        gain = torch.where(splittable, gain, torch.full_like(gain, -math.inf))
+        chosen = torch.argsort(gain, descending=True)[: min(int(splittable.sum()), parts - count)]
+        for atom in chosen.tolist():
+            labels = torch.where((labels == atom) & (inside > 0), count, labels)
+            count += 1
+    return common_refinement(labels[None] == torch.arange(count)[:, None])
 
 
 def common_refinement(masks: torch.Tensor) -> torch.Tensor:
