@@ -1,11 +1,15 @@
 import json
+import shutil
+from dataclasses import replace
 
 import pytest
 import seqtopk
 import torch
 from seqtopk.cli import main
 from seqtopk.experiment import MixtureTask, TrainConfig, train
+from seqtopk.finetune import FinetuneConfig, finetune
 
+from kernelkit.io import load_artifact
 from kernelkit.testing import tiny_causal_lm
 
 
@@ -19,11 +23,33 @@ def test_task_positions_are_labelled():
         assert tokens[b, t + 1] == task.perm[tokens[b, t]]
 
 
-def test_train_checkpoints_and_resumes(tmp_path):
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
     config = TrainConfig(steps=4, batch_size=4, seq_len=12, checkpoint_every=2)
-    _, _, first = train(config, out_dir=tmp_path)
-    _, _, resumed = train(config, out_dir=tmp_path)
-    assert len(first) == 4 and resumed == first
+    whole_model, _, whole = train(config)
+
+    original_sample = MixtureTask.sample
+    calls = []
+
+    def sample_then_crash(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # the 4th step dies after the step-2 checkpoint was written
+            raise KeyboardInterrupt
+        return original_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(MixtureTask, "sample", sample_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out_dir=tmp_path)
+    monkeypatch.setattr(MixtureTask, "sample", original_sample)
+    tensors, saved = load_artifact(tmp_path / "checkpoint", kind="seqtopk-train")
+    assert saved["step"] == 2 and any(name.endswith(".exp_avg_sq") for name in tensors)
+
+    resumed_model, _, resumed = train(config, out_dir=tmp_path)
+    assert resumed == whole
+    whole_state, resumed_state = whole_model.state_dict(), resumed_model.state_dict()
+    assert whole_state.keys() == resumed_state.keys()
+    for name, value in whole_state.items():
+        assert torch.equal(value, resumed_state[name]), name
     with pytest.raises(ValueError, match="different config"):
         train(TrainConfig(steps=5, batch_size=4, seq_len=12), out_dir=tmp_path)
 
@@ -67,3 +93,30 @@ def test_cli_train_and_finetune_and_eval(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main(["eval", "--model-dir", str(out), "--text-file", str(tmp_path / "none.txt")])
     assert seqtopk.__version__
+
+
+def test_finetune_resumed_equals_uninterrupted(tmp_path):
+    model, tokenizer = tiny_causal_lm("olmoe", num_experts=4, num_experts_per_tok=2)
+    model.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\nhello world\nmoe routing by sequence\nagain\n")
+    config = FinetuneConfig(
+        model_dir=str(tmp_path / "base"),
+        train_file=str(text),
+        output_dir=str(tmp_path / "tuned"),
+        max_steps=3,
+        batch_size=2,
+        save_steps=1,
+        learning_rate=1e-3,
+    )
+    whole = {name: value.clone() for name, value in finetune(config).state_dict().items()}
+    # A run killed after its second checkpoint: the third one was never written.
+    shutil.rmtree(tmp_path / "tuned" / "checkpoint-3")
+    resumed = finetune(replace(config, resume_from_checkpoint="last")).state_dict()
+    state = json.loads((tmp_path / "tuned" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3]
+    for name, value in whole.items():
+        assert torch.equal(value, resumed[name]), name
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        finetune(replace(config, output_dir=str(tmp_path / "empty"), resume_from_checkpoint="last"))

@@ -215,6 +215,27 @@ def test_online_changing_the_future_never_changes_the_past(problem, cut, seed):
     assert torch.equal(a[:, :cut], b[:, :cut])
 
 
+def test_online_long_decode_grows_storage_and_equals_reference():
+    gen = torch.Generator().manual_seed(3)
+    # Scores on a coarse grid (many ties) over 40 steps: the buffers regrow several times.
+    probs = torch.randint(0, 5, (2, 40, 8), generator=gen).float() / 5
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1, :7] = False
+    expected = online_select_reference(probs, 3, mask, 1, 5)
+    state = None
+    pieces = []
+    for start in range(0, 40, 9):
+        piece, state = online_select(
+            probs[:, start : start + 9], 3, mask[:, start : start + 9], 1, 5, state=state
+        )
+        pieces.append(piece)
+    assert torch.equal(torch.cat(pieces, 1), expected)
+    assert state.length == 40 and torch.equal(state.num_valid, mask.sum(1))
+    state.crop(21)
+    again, _ = online_select(probs[:, 21:], 3, mask[:, 21:], 1, 5, state=state)
+    assert torch.equal(again, expected[:, 21:])
+
+
 def test_online_state_continues_crops_and_reorders():
     gen = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(3, 8, 6, generator=gen), -1)

@@ -1,8 +1,16 @@
 """Routing overhead of SeqTopK versus TopK, as ratios measured side by side.
 
-- a tiny OLMoE-shaped MoE layer (router + experts), prefill: SeqTopK-patched versus TopK;
-- the same layer decoding one token with the online score cache versus TopK;
-- selection alone: ``select_experts`` versus ``torch.topk`` per token.
+For two OLMoE-shaped MoE layers (router + experts, ``grouped_mm``): the issue's tiny one and one
+with OLMoE-1B-7B's real shape (hidden 2048, 64 experts of width 1024, K = 8):
+
+- prefill: the SeqTopK-patched layer (paper bounds L = 1, U = K + 2) versus TopK;
+- prefill with U = K: the same selection code but K slots per token, so the ratio is the routing
+  work alone, without the compute of the ``U - K`` zero-weight slots a fixed-width experts call
+  pays for;
+- decode: one token through the online-patched layer (score cache of ``tokens`` positions,
+  growing by one per call) versus the TopK layer, with U = K + 2 and with U = K;
+
+and, first, selection alone: ``select_experts`` versus ``torch.topk`` per token.
 """
 
 from __future__ import annotations
@@ -10,20 +18,18 @@ from __future__ import annotations
 import torch
 
 from kernelkit.bench import Comparison, compare
-from seqtopk.online import OnlineRoutingState
 from seqtopk.patching import patch
 from seqtopk.selection import select_experts
 
 __all__ = ["run"]
 
 
-def _olmoe_block(hidden: int, experts: int, k: int, device: torch.device):
+def _olmoe_config(hidden: int, expert_hidden: int, experts: int, k: int):
     from transformers import OlmoeConfig
-    from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 
     config = OlmoeConfig(
         hidden_size=hidden,
-        intermediate_size=hidden // 2,
+        intermediate_size=expert_hidden,
         num_experts=experts,
         num_experts_per_tok=k,
         num_hidden_layers=1,
@@ -34,106 +40,153 @@ def _olmoe_block(hidden: int, experts: int, k: int, device: torch.device):
         bos_token_id=None,
     )
     config._experts_implementation = "grouped_mm"
-    block = OlmoeSparseMoeBlock(config).to(device).eval()
-    for parameter in block.parameters():
-        torch.nn.init.normal_(parameter, std=0.02)
-    return config, block
+    return config
+
+
+class _Layer(torch.nn.Module):
+    """One MoE block behind a decoder-like wrapper, so ``patch`` finds its config and hooks."""
+
+    def __init__(self, config, shared: tuple[torch.nn.Module, torch.nn.Parameter] | None = None):
+        from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
+
+        super().__init__()
+        self.config = config
+        with torch.device("meta"):
+            block = OlmoeSparseMoeBlock(config)
+        if shared is not None:
+            # Every variant shares one set of weights: only the router's forward differs.
+            block.experts, block.gate.weight = shared
+        self.layers = torch.nn.ModuleList([block])
+
+    def forward(self, inputs_embeds, attention_mask=None, past_key_values=None):
+        return self.layers[0](inputs_embeds)
+
+
+class _CacheLength:
+    """Stands in for the generation cache: the online hooks read its length to align."""
+
+    def __init__(self):
+        self.length = 0
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        """No beams here; the hooks wrap this method to follow reordering."""
+
+
+def _layer_comparisons(
+    label: str,
+    hidden: int,
+    expert_hidden: int,
+    experts: int,
+    k: int,
+    batch: int,
+    tokens: int,
+    repeats: int,
+    dev: torch.device,
+    threads: int | None,
+) -> list[Comparison]:
+    config = _olmoe_config(hidden, expert_hidden, experts, k)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    with torch.no_grad():
+        topk = _Layer(config)
+        block = topk.layers[0]
+        block.to_empty(device=dev)
+        for parameter in block.parameters():
+            parameter.normal_(std=0.02, generator=gen)
+    shared = (block.experts, block.gate.weight)
+    seqtopk = patch(_Layer(config, shared), k=k)
+    capped = patch(_Layer(config, shared), k=k, max_per_token=k)
+    online = patch(_Layer(config, shared), k=k, mode="online")
+    x = torch.randn(batch, tokens, hidden, device=dev, generator=gen)
+    shape = f"{label}: hidden {hidden}, E={experts} of width {expert_hidden}, K={k}"
+    common = {"repeats": repeats, "device": dev, "threads": threads}
+
+    def forward(layer, inputs, **kwargs):
+        def call():
+            with torch.no_grad():
+                layer(inputs_embeds=inputs, **kwargs)
+
+        return call
+
+    results = [
+        compare(
+            forward(seqtopk, x),
+            forward(topk, x),
+            name=f"prefill B={batch} T={tokens}, {shape}",
+            label_a="SeqTopK L=1 U=K+2",
+            label_b="TopK",
+            **common,
+        ),
+        compare(
+            forward(capped, x),
+            forward(topk, x),
+            name=f"prefill B={batch} T={tokens}, {shape}, U=K (no zero-weight slots)",
+            label_a="SeqTopK L=1 U=K",
+            label_b="TopK",
+            **common,
+        ),
+    ]
+    online_capped = patch(_Layer(config, shared), k=k, max_per_token=k, mode="online")
+    token = x[:, :1]
+    for layer, bounds in ((online, "L=1 U=K+2"), (online_capped, "L=1 U=K")):
+        cache = _CacheLength()
+        with torch.no_grad():
+            layer(inputs_embeds=x, past_key_values=cache)
+        cache.length = tokens
+
+        def decode_online(layer=layer, cache=cache):
+            with torch.no_grad():
+                layer(inputs_embeds=token, past_key_values=cache)
+            cache.length += 1
+
+        results.append(
+            compare(
+                decode_online,
+                forward(topk, token),
+                name=f"decode one token, cache {tokens}+ positions, B={batch}, {shape}, {bounds}",
+                label_a=f"online SeqTopK {bounds}",
+                label_b="TopK",
+                **{**common, "repeats": repeats * 4},
+            )
+        )
+    return results
 
 
 def run(quick: bool = True, device: str | torch.device | None = None) -> list[Comparison]:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     threads = 1 if dev.type == "cpu" else None
-    batch, tokens = (2, 256) if quick else (8, 1024)
-    hidden, experts, k = (256, 64, 8) if quick else (1024, 64, 8)
     repeats = 5 if quick else 20
-    gen = torch.Generator(device=dev).manual_seed(0)
-    results = []
-
-    config, block = _olmoe_block(hidden, experts, k, dev)
-    x = torch.randn(batch, tokens, hidden, device=dev, generator=gen)
-    router = block.gate
-    topk_forward = router.forward
-
-    class _Holder(torch.nn.Module):
-        """Carries the config and decoder pre-hook that ``patch`` expects around one block."""
-
-        def __init__(self):
-            super().__init__()
-            self.config = config
-            self.layers = torch.nn.ModuleList([block])
-
-        def forward(self, inputs_embeds, attention_mask=None):
-            return self.layers[0](inputs_embeds)
-
-    holder = _Holder()
-    patch(holder, k=k)
-    seq_forward = router.forward
-
-    def with_router(forward):
-        def call():
-            router.forward = forward
-            with torch.no_grad():
-                holder(inputs_embeds=x)
-
-        return call
-
-    results.append(
+    batch, tokens = (2, 256) if quick else (8, 1024)
+    # Selection alone runs first: once the 1.6 GB layer below has been freed, small allocations
+    # on this CPU were seen to run several times slower.
+    gen = torch.Generator(device=dev).manual_seed(1)
+    probs = torch.softmax(torch.randn(batch, tokens, 64, device=dev, generator=gen), -1)
+    results = [
         compare(
-            with_router(seq_forward),
-            with_router(topk_forward),
-            name=f"MoE layer prefill B={batch} T={tokens} E={experts} K={k}",
-            label_a="SeqTopK",
-            label_b="TopK",
-            repeats=repeats,
-            device=dev,
-            threads=threads,
-        )
-    )
-
-    probs = torch.softmax(torch.randn(batch, tokens, experts, device=dev, generator=gen), -1)
-    results.append(
-        compare(
-            lambda: select_experts(probs, k),
-            lambda: torch.topk(probs, k, dim=-1),
-            name=f"selection alone B={batch} T={tokens} E={experts} K={k}",
+            lambda: select_experts(probs, 8),
+            lambda: torch.topk(probs, 8, dim=-1),
+            name=f"selection alone B={batch} T={tokens} E=64 K=8",
             label_a="select_experts",
             label_b="torch.topk",
-            repeats=repeats,
-            device=dev,
-            threads=threads,
-        )
-    )
-
-    state = OnlineRoutingState.empty(batch, experts, k, 1, k + 2, device=dev)
-    for t in range(tokens):
-        state.step(probs[:, t], torch.ones(batch, dtype=torch.bool, device=dev))
-    token = x[:, :1]
-    current = probs[:, 0]
-    valid = torch.ones(batch, dtype=torch.bool, device=dev)
-
-    def decode_seqtopk():
-        with torch.no_grad():
-            router.forward = topk_forward
-            block(token)
-            snapshot = (state.history, state.valid, state.counts, state.sorted_past)
-            state.step(current, valid)
-            state.history, state.valid, state.counts, state.sorted_past = snapshot
-
-    def decode_topk():
-        with torch.no_grad():
-            router.forward = topk_forward
-            block(token)
-
-    results.append(
-        compare(
-            decode_seqtopk,
-            decode_topk,
-            name=f"MoE layer decode step, cache {tokens} tokens, E={experts} K={k}",
-            label_a="TopK layer + online SeqTopK step",
-            label_b="TopK layer",
             repeats=repeats * 4,
             device=dev,
             threads=threads,
         )
+    ]
+    results += _layer_comparisons("tiny", 256, 128, 64, 8, batch, tokens, repeats, dev, threads)
+    real_batch, real_tokens = (1, 128) if quick else (4, 512)
+    results += _layer_comparisons(
+        "OLMoE-1B-7B shape",
+        2048,
+        1024,
+        64,
+        8,
+        real_batch,
+        real_tokens,
+        max(3, repeats // 2),
+        dev,
+        threads,
     )
     return results

@@ -22,7 +22,12 @@ from typing import Literal
 
 import torch
 
-from kernelkit.io import load_artifact, save_artifact
+from kernelkit.io import (
+    load_artifact,
+    load_training_state,
+    save_artifact,
+    training_state_tensors,
+)
 from kernelkit.utils import progress, seed_everything
 from seqtopk.patching import patch
 
@@ -105,7 +110,9 @@ class MixtureTask:
                 a, c = (int(x) for x in torch.randint(0, self.table_size, (2,), generator=gen))
                 if choice == 0:
                     run = int(torch.randint(2, 6, (1,), generator=gen))
-                    segment, answer_kind = [self.fill] * run, [0] * run
+                    # The run's last filler predicts the next segment's random first token: not
+                    # an easy answer, so it is left unlabelled like every segment boundary.
+                    segment, answer_kind = [self.fill] * run, [0] * (run - 1) + [-1]
                 elif choice == 1:
                     segment = [self.easy, a, int(self.perm[a])]
                     answer_kind = [-1, 1, -1]
@@ -158,6 +165,19 @@ def _route(model, routing: str, k: int, low: int, high: int, mode: str):
     return model
 
 
+def _learning_rate(config: TrainConfig, step: int) -> float:
+    """Cosine decay from ``config.lr`` to 0 over the run, a pure function of the step."""
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps))
+
+
+def _batch_generator(config: TrainConfig, step: int) -> torch.Generator:
+    """Step ``step``'s batch generator, reseeded per step so a resumed run sees the same data.
+
+    Seeding the global RNGs too covers any random op inside the model (none in OLMoE's defaults).
+    """
+    return seed_everything((config.seed * 1_000_003 + step + 1) % 2**32)
+
+
 def train(
     config: TrainConfig,
     model_config: SmallMoEConfig | None = None,
@@ -166,7 +186,11 @@ def train(
     """Train from scratch (resuming from ``out_dir``'s checkpoint when one exists).
 
     Returns ``(model, task, losses)``; the model is left routed as trained (offline SeqTopK or
-    TopK). Checkpoints are safetensors written atomically.
+    TopK). Checkpoints are safetensors written atomically and hold the model, AdamW's moments and
+    step counts (``kernelkit.io.training_state_tensors``) and the losses so far. The learning
+    rate is a function of the step and each step's batch comes from a generator seeded with the
+    step, so a run interrupted and resumed from a checkpoint equals an uninterrupted run bit for
+    bit (tested).
     """
     model_config = model_config or SmallMoEConfig()
     low, high = config.bounds()
@@ -180,25 +204,18 @@ def train(
         tensors, saved = load_artifact(checkpoint, kind="seqtopk-train")
         if saved["train"] != asdict(config) or saved["model"] != asdict(model_config):
             raise ValueError(f"the checkpoint in {checkpoint} was written by a different config")
-        model.load_state_dict({n[6:]: t for n, t in tensors.items() if n.startswith("model.")})
+        load_training_state(tensors, model, optimizer)
         start, losses = saved["step"], saved["losses"]
-    gen = seed_everything(config.seed + 1)
-    for _ in range(start):
-        task.sample(config.batch_size, config.seq_len, gen)
     model.train()
-    # Cosine decay over the whole run, offset by the steps a resumed run has already done.
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: 0.5 * (1 + math.cos(math.pi * min(s + start, config.steps) / config.steps)),
-    )
     for step in progress(range(start, config.steps), desc=f"train {config.routing}"):
-        tokens, _ = task.sample(config.batch_size, config.seq_len, gen)
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(config, step)
+        tokens, _ = task.sample(config.batch_size, config.seq_len, _batch_generator(config, step))
         out = model(tokens, labels=tokens, output_router_logits=True)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        schedule.step()
         losses.append(float(out.loss.detach()))
         done = step + 1
         if (
@@ -206,10 +223,13 @@ def train(
             and config.checkpoint_every
             and (done % config.checkpoint_every == 0 or done == config.steps)
         ):
-            # Optimiser moments are not saved: a resumed run restarts AdamW's statistics.
-            state = {f"model.{n}": t for n, t in model.state_dict().items()}
             meta = {"train": asdict(config), "model": asdict(model_config), "step": done}
-            save_artifact(checkpoint, state, {**meta, "losses": losses}, kind="seqtopk-train")
+            save_artifact(
+                checkpoint,
+                training_state_tensors(model, optimizer),
+                {**meta, "losses": losses},
+                kind="seqtopk-train",
+            )
     model.eval()
     return model, task, losses
 
@@ -229,10 +249,12 @@ def evaluate(
     seq_len: int = 32,
     seed: int = 1234,
 ) -> dict[str, float]:
-    """Loss, accuracy per answer kind and mean experts per position kind (last MoE layer).
+    """Loss, accuracy per answer kind and experts per position kind (last MoE layer).
 
-    ``mode="online"`` routes causally (the number to report for a causal LM); ``"offline"``
-    lets each token's allocation depend on later tokens of the sequence.
+    ``experts_<kind>`` is the mean count and ``share_<kind>_<c>`` the fraction of that kind's
+    positions that got exactly ``c`` experts (``c`` from 0 to the upper bound), the histogram of
+    experts per token against difficulty. ``mode="online"`` routes causally (the number to report
+    for a causal LM); ``"offline"`` lets each token's allocation depend on later tokens.
     """
     low = k if routing == "topk" else min_per_token
     high = k if routing == "topk" else (max_per_token or k + 2)
@@ -242,6 +264,7 @@ def evaluate(
     correct = dict.fromkeys(KINDS, 0.0)
     total = dict.fromkeys(KINDS, 0.0)
     experts = dict.fromkeys(KINDS, 0.0)
+    histogram = {name: torch.zeros(high + 1) for name in KINDS}
     loss_sum, loss_count = 0.0, 0
     for _ in range(batches):
         tokens, kinds = task.sample(batch_size, seq_len, gen)
@@ -259,9 +282,14 @@ def evaluate(
             correct[name] += float(hit[where].sum())
             total[name] += float(where.sum())
             experts[name] += float(counts[:, :-1][where].sum())
+            histogram[name] += torch.bincount(
+                counts[:, :-1][where].long(), minlength=high + 1
+            ).float()
     result = {"loss": loss_sum / loss_count}
     for name in KINDS:
         denominator = max(total[name], 1.0)
         result[f"acc_{name}"] = correct[name] / denominator
         result[f"experts_{name}"] = experts[name] / denominator
+        for count, positions in enumerate(histogram[name].tolist()):
+            result[f"share_{name}_{count}"] = positions / denominator
     return result

@@ -4,7 +4,9 @@ The model directory is anything ``AutoModelForCausalLM.from_pretrained`` reads l
 tokenizer). The model is patched with offline SeqTopK, trained for a few hundred steps on a text
 file (one example per line), unpatched and saved with ``save_pretrained`` together with
 ``seqtopk.json`` recording the routing to re-apply with ``seqtopk.patch``. Because it is a plain
-``Trainer`` run, ``accelerate launch`` or ``torchrun`` scale it without code of ours.
+``Trainer`` run, ``accelerate launch`` or ``torchrun`` scale it without code of ours, and an
+interrupted run resumes with ``resume_from_checkpoint`` (a checkpoint directory or ``"last"``),
+which the Trainer honours with its own optimiser, scheduler, RNG and data-position state.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ class FinetuneConfig:
     max_length: int = field(default=512, metadata={"help": "tokens per example (truncated)"})
     save_steps: int = field(default=100, metadata={"help": "steps between Trainer checkpoints"})
     seed: int = field(default=0, metadata={"help": "Trainer seed"})
+    resume_from_checkpoint: str = field(
+        default="",
+        metadata={
+            "help": "resume the Trainer run: a checkpoint directory, or 'last' for the newest "
+            "checkpoint-* in output_dir; empty starts afresh"
+        },
+    )
 
 
 @dataclass
@@ -70,14 +79,32 @@ def _read_lines(path: str) -> list[str]:
     return lines
 
 
-def _load(model_dir: str):
+def _load(model_dir: str, weights_dir: str | None = None):
+    """Tokenizer from ``model_dir``; weights from ``weights_dir`` (a checkpoint) when given."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not Path(model_dir).is_dir():
-        raise FileNotFoundError(f"model_dir {model_dir!r} is not a directory")
+    for name, path in (("model_dir", model_dir), ("resume_from_checkpoint", weights_dir)):
+        if path is not None and not Path(path).is_dir():
+            raise FileNotFoundError(f"{name} {path!r} is not a directory")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(weights_dir or model_dir)
     return model, tokenizer
+
+
+def _checkpoint_to_resume(config: FinetuneConfig) -> str | None:
+    if not config.resume_from_checkpoint:
+        return None
+    if config.resume_from_checkpoint != "last":
+        return config.resume_from_checkpoint
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
+    if last is None:
+        raise FileNotFoundError(
+            f"resume_from_checkpoint='last' but output_dir {config.output_dir!r} holds no "
+            "checkpoint-* directory"
+        )
+    return last
 
 
 def _patch(model, k: int, low: int, high: int, mode: str) -> None:
@@ -88,7 +115,11 @@ def finetune(config: FinetuneConfig):
     """Run the fine-tuning; returns the (unpatched) model after saving it."""
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    model, tokenizer = _load(config.model_dir)
+    resume = _checkpoint_to_resume(config)
+    # transformers 5 saves MoE experts in the per-expert layout and the Trainer reloads a
+    # checkpoint with load_state_dict(strict=False) into the fused layout, silently keeping the
+    # experts' initial weights; building the model from the checkpoint itself loads them right.
+    model, tokenizer = _load(config.model_dir, resume)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     lines = _read_lines(config.train_file)
@@ -116,7 +147,10 @@ def finetune(config: FinetuneConfig):
         train_dataset=examples,
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
-    trainer.train()
+    # The Trainer's checkpoints hold the weights, optimiser, scheduler, RNG states and the data
+    # position; the patch adds no state of its own (routers keep their parameters), so resuming
+    # a patched model is the Trainer's ordinary resume.
+    trainer.train(resume_from_checkpoint=resume)
     routing = model._seqtopk_routing
     recorded = {
         "k": routing.k,

@@ -6,8 +6,9 @@ What ``patch`` changes, and why:
   ``MixtralTopKRouter``) gets an instance-level ``forward`` that computes the same softmax
   probabilities, selects with SeqTopK (offline over the whole call, or online with a per-layer
   score cache) and returns ``(router_logits, weights [N, U], indices [N, U])``. Unused slots hold
-  a real expert index with weight exactly 0, so the experts module runs unchanged under every
-  implementation transformers offers (eager, batched_mm, grouped_mm): no sentinel index.
+  a real expert index (the token's first-ranked one) with weight exactly 0, so the experts module
+  runs unchanged under every implementation transformers offers (eager, batched_mm, grouped_mm):
+  no sentinel index.
   The model's own renormalisation rule is kept: Mixtral always renormalises over the token's
   selected experts, the others do so when ``norm_topk_prob`` is set.
 - MoE blocks never see the attention mask, so a forward pre-hook on the decoder stack records
@@ -29,13 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernelkit.backend import resolve_impl
 from seqtopk.online import OnlineRoutingState
-from seqtopk.selection import (
-    resolve_bounds,
-    routing_weights,
-    select_experts,
-    selection_to_indices,
-)
+from seqtopk.selection import _ranked_selection, resolve_bounds
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "is_patched", "load_balancing_loss", "patch", "unpatch"]
 
@@ -124,9 +121,9 @@ def _sync_states(routing: _Routing, cache: Any) -> None:
     if past == 0:
         routing.states.clear()
     for index, state in list(routing.states.items()):
-        if state.history.shape[0] != routing.batch:
+        if state.batch != routing.batch:
             raise ValueError(
-                f"the online SeqTopK cache holds {state.history.shape[0]} sequences but the "
+                f"the online SeqTopK cache holds {state.batch} sequences but the "
                 f"input has {routing.batch}; start a new prompt without a cache"
             )
         if state.length > past:
@@ -179,14 +176,20 @@ def _router_forward(router: nn.Module, index: int, routing: _Routing, renormaliz
                 f"{batch}x{tokens}; call the model through its decoder so the hooks run"
             )
         grid = probs.view(batch, tokens, -1)
+        slots = routing.max_per_token
+        # The selection works on its own ranking (a token's experts are a prefix of it), so the
+        # slots are read off directly: no dense mask to re-sort, no host synchronisation, and no
+        # input re-validation (the bounds were checked by ``patch``; the scores are our softmax).
         if routing.mode == "offline":
-            selected = select_experts(
+            ranked, _, counts = _ranked_selection(
                 grid.detach(),
-                routing.k,
                 routing.valid,
+                routing.k,
                 routing.min_per_token,
                 routing.max_per_token,
+                triton=resolve_impl("auto", grid.device) == "triton",
             )
+            ranked = ranked[..., :slots]
         else:
             state = routing.states.get(index)
             if state is None:
@@ -199,13 +202,23 @@ def _router_forward(router: nn.Module, index: int, routing: _Routing, renormaliz
                     device=grid.device,
                 )
                 routing.states[index] = state
-            selected = torch.stack(
-                [state.step(grid[:, t].detach(), routing.valid[:, t]) for t in range(tokens)],
-                dim=1,
-            )
+            steps = [
+                state.step_ranked(grid[:, t].detach(), routing.valid[:, t]) for t in range(tokens)
+            ]
+            ranked = torch.stack([experts[:, :slots] for experts, _ in steps], dim=1)
+            counts = torch.stack([count for _, count in steps], dim=1)
+        in_use = torch.arange(slots, device=grid.device) < counts.unsqueeze(-1)
+        slot_weights = grid.gather(-1, ranked) * in_use.to(grid.dtype)
+        if renormalize:
+            total = slot_weights.sum(dim=-1, keepdim=True)
+            slot_weights = slot_weights / torch.where(total > 0, total, torch.ones_like(total))
+        selected = torch.zeros_like(grid, dtype=torch.bool).scatter_(-1, ranked, in_use)
         routing.records.append((grid, selected, routing.valid))
-        weights = routing_weights(grid, selected, renormalize=renormalize)
-        indices, slot_weights = selection_to_indices(selected, weights, routing.max_per_token)
+        # Unused slots repeat the token's first-ranked expert with weight 0: a real index (no
+        # sentinel, so every experts implementation accepts it) whose weights the token already
+        # loads, so a decode step reads no extra expert's weights for its padding.
+        indices = torch.where(in_use, ranked, ranked[..., :1]).reshape(-1, slots)
+        slot_weights = slot_weights.reshape(-1, slots)
         if not routing.float_weights:
             slot_weights = slot_weights.to(logits.dtype)
         return logits, slot_weights, indices

@@ -8,9 +8,9 @@ ascending, expert ascending) and takes each one whose token has fewer than U exp
 budget is spent. Padding tokens get no experts and take no budget; sequences never compete.
 
 Three implementations share one contract: :func:`select_experts_reference` (the greedy written
-as loops, the spec), a vectorised torch path (two stable sorts; runs on any device) and a Triton
-kernel (:mod:`seqtopk._triton_select`: the per-token sort in torch, then one program per sequence
-finds the budget's threshold by bisection and resolves ties in order, without the second sort);
+as loops, the spec), a vectorised torch path (two top-k calls on unique int64 keys; runs on any
+device) and a Triton kernel (:mod:`seqtopk._triton_select`: the per-token top-U in torch, then
+one program per sequence finds the budget's threshold by bisection and resolves ties in order);
 ``impl`` picks one, and ``"auto"`` takes Triton for CUDA tensors.
 """
 
@@ -142,36 +142,62 @@ def select_experts_reference(
     return selected.to(probs.device)
 
 
-def _select_torch(
+def _order_keys(scores: torch.Tensor) -> torch.Tensor:
+    """int64 keys whose order is the scores' order (float32 bits made monotone, high half)."""
+    bits = (scores.float() + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0
+    monotone = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+    return monotone.to(torch.int64) << 32
+
+
+def _ranked_selection(
     scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int, *, triton: bool = False
-):
-    batch, length, _ = scores.shape
-    # A stable descending sort ranks each token's experts by (score desc, expert asc); only the
-    # ranks in [L, U) can be added after the forced top-L, so the sequence-level competition runs
-    # over T * (U - L) candidates instead of T * E.
-    ranked_scores, ranked_experts = torch.sort(scores, dim=-1, descending=True, stable=True)
-    selected_by_rank = torch.zeros_like(ranked_experts, dtype=torch.bool)
-    selected_by_rank[..., :low] = valid.unsqueeze(-1)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ranked_experts [B, T, U], ranked_scores [B, T, U], counts [B, T])``.
+
+    ``ranked_experts`` are each token's top-U experts by (score descending, expert ascending).
+    Each token's selected experts are the first ``counts`` of them: a token's candidates
+    compete in score order, so what it wins is always a prefix of its ranking. This is the form
+    the patched router packs into slots without a dense mask or a second per-token sort.
+    """
+    batch, length, num_experts = scores.shape
+    device = scores.device
+    # Ties are broken inside the key (the low 32 bits hold a reversed index), so the keys are
+    # unique and a top-k gives exactly the stable order; top-U per token replaces a full sort.
+    expert_tiebreak = (2**32 - 1) - torch.arange(num_experts, device=device)
+    ranked_keys, ranked_experts = torch.topk(_order_keys(scores) | expert_tiebreak, high, dim=-1)
+    ranked_scores = scores.gather(-1, ranked_experts)
+    counts = valid.long() * low
     width = high - low
     if width > 0 and k > low:
-        budget = valid.sum(dim=-1, keepdim=True) * (k - low)
+        budget = valid.sum(dim=-1) * (k - low)
         if triton:
             from seqtopk._triton_select import select_candidates_triton  # lazy: see its docstring
 
-            chosen = select_candidates_triton(
-                ranked_scores[..., low:high], valid, budget.squeeze(-1)
-            )
+            chosen = select_candidates_triton(ranked_scores[..., low:], valid, budget)
         else:
-            candidates = ranked_scores[..., low:high].masked_fill(~valid.unsqueeze(-1), -torch.inf)
-            # Row-major flattening puts ties in (token, rank) order, which is (token, expert)
-            # order because ranks within a token were already broken by the expert index.
-            order = torch.sort(
-                candidates.reshape(batch, length * width), dim=-1, descending=True, stable=True
-            ).indices
-            taken = torch.arange(length * width, device=scores.device).unsqueeze(0) < budget
-            chosen = torch.zeros_like(taken).scatter_(-1, order, taken)
-        selected_by_rank[..., low:high] = chosen.view(batch, length, width)
-    return torch.zeros_like(selected_by_rank).scatter_(-1, ranked_experts, selected_by_rank)
+            # The sequence-level competition runs over the T * (U - L) candidate ranks; ties go
+            # to the lower (token, rank), which is (token, expert) order within a token.
+            flat_index = torch.arange(length * width, device=device)
+            keys = (ranked_keys[..., low:] >> 32 << 32).reshape(batch, length * width)
+            keys = (keys | ((2**32 - 1) - flat_index)).masked_fill(
+                ~valid.repeat_interleave(width, dim=1), torch.iinfo(torch.int64).min
+            )
+            most = min(length * width, (k - low) * length)
+            order = torch.topk(keys, most, dim=-1).indices
+            taken = torch.arange(most, device=device).unsqueeze(0) < budget.unsqueeze(-1)
+            chosen = torch.zeros(batch, length * width, dtype=torch.bool, device=device)
+            chosen.scatter_(-1, order, taken)
+        counts = counts + chosen.view(batch, length, width).sum(dim=-1)
+    return ranked_experts, ranked_scores, counts
+
+
+def _select_torch(
+    scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int, *, triton: bool = False
+):
+    ranked_experts, _, counts = _ranked_selection(scores, valid, k, low, high, triton=triton)
+    by_rank = torch.arange(high, device=scores.device) < counts.unsqueeze(-1)
+    selected = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    return selected.scatter_(-1, ranked_experts, by_rank)
 
 
 def select_experts(
