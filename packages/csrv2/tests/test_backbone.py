@@ -2,8 +2,8 @@ import os
 
 import pytest
 import torch
-from csrv2 import SparseAutoencoder, recipe
-from csrv2.backbone import FinetuneConfig, finetune, to_sparse_encoder
+from csrv2 import SparseAutoencoder
+from csrv2.backbone import to_sparse_encoder
 from csrv2.data import load_backbone
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,7 +16,6 @@ TEXTS = [
     "What is a computer?",
     "Who invented computers?",
 ]
-LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +40,3 @@ def test_dimension_mismatch_with_the_backbone_is_an_error(minilm):
         to_sparse_encoder(SparseAutoencoder(128, 512, 2), minilm)
     with pytest.raises(ValueError, match="must be tied"):
         to_sparse_encoder(SparseAutoencoder(384, 512, 2, tied=False), minilm)
-
-
-def test_lora_finetune_runs_and_changes_the_backbone(minilm):
-    before = minilm.encode(TEXTS, convert_to_tensor=True)
-    config = recipe("csrv2", k=2, hidden=768, epochs=2, batch_size=6, k_init=8)
-    model, head, history = finetune(
-        TEXTS, LABELS, config, FinetuneConfig(mode="lora", backbone_lr=1e-3), show_progress=False
-    )
-    assert [h["k"] for h in history][-1] == 2
-    after = model.encode(TEXTS, convert_to_tensor=True)
-    assert not torch.allclose(before, after)
-    codes = head.encode(after)
-    assert codes.indices.shape == (6, 2)

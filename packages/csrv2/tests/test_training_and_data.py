@@ -185,6 +185,9 @@ def test_chatterbot_sets_are_consistent():
     assert len(ret.queries) == len(ret.relevant) > 100
     assert all(rel and max(rel) < len(ret.documents) for rel in ret.relevant)
     assert len(ret.train_labels) == len(ret.train_texts)
+    # No training text under two labels (groups sharing a text such as "Yes." are merged).
+    assert len(set(ret.train_texts)) == len(ret.train_texts)
+    assert len(set(ret.train_labels.tolist())) > 500
 
 
 def test_labelled_text_loaders(tmp_path):

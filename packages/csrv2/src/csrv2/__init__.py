@@ -7,7 +7,8 @@ supervised contrastive loss; :class:`SparseIndex` searches the codes through an 
 
 from importlib.metadata import version
 
-from csrv2.backbone import FinetuneConfig, finetune, to_sparse_encoder
+from csrv2.backbone import to_sparse_encoder
+from csrv2.finetuning import CSRv2Loss, FinetuneConfig, FinetuneResult, finetune
 from csrv2.index import SearchResult, SparseIndex
 from csrv2.losses import (
     LossConfig,
@@ -37,7 +38,9 @@ __version__ = version("csrv2")
 
 __all__ = [
     "RECIPES",
+    "CSRv2Loss",
     "FinetuneConfig",
+    "FinetuneResult",
     "LossConfig",
     "LossTerms",
     "SearchResult",

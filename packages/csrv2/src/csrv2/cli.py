@@ -1,4 +1,4 @@
-"""The ``csrv2`` command: train, encode, index, search, eval, bench, repro.
+"""The ``csrv2`` command: train, finetune, encode, index, search, eval, bench, repro.
 
 Embeddings travel between commands as safetensors artifacts (``embeddings`` [N, d] and optional
 integer ``labels`` [N]); codes as artifacts with ``indices`` and ``values`` [N, k].
@@ -16,6 +16,7 @@ import torch
 
 from csrv2 import __version__, bench, repro
 from csrv2.data import encode_texts, load_embeddings, load_labelled_texts, save_embeddings
+from csrv2.finetuning import FinetuneConfig, finetune
 from csrv2.index import SparseIndex
 from csrv2.metrics import (
     dead_latent_fraction,
@@ -71,6 +72,16 @@ def _train(args: argparse.Namespace) -> int:
     result = train(embeddings, labels, config, out_dir=args.out)
     last = result.history[-1]
     print(json.dumps({"model": str(args.out / "model"), **last}))
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    config = dataclass_from_args(TrainConfig, args)
+    finetune_config = dataclass_from_args(FinetuneConfig, args, prefix="e2e-")
+    texts, labels, _ = load_labelled_texts(args.data, args.text_field, args.label_field)
+    result = finetune(texts, labels, config, finetune_config, args.backbone, out_dir=args.out)
+    losses = [row for row in result.log_history if "loss" in row]
+    print(json.dumps({"model": str(args.out / "model"), **(losses[-1] if losses else {})}))
     return 0
 
 
@@ -157,6 +168,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output dir (checkpoints, model/)")
     add_dataclass_arguments(p, TrainConfig)
     p.set_defaults(handler=_train)
+
+    p = sub.add_parser(
+        "finetune",
+        help="train backbone + head end to end on texts (sentence-transformers trainer; "
+        "works under accelerate launch / torchrun)",
+    )
+    p.add_argument("--data", type=Path, required=True, help=".jsonl or .csv texts")
+    p.add_argument("--text-field", default="text", help="text column of --data")
+    p.add_argument(
+        "--label-field", default=None, help="label column of --data (needed by CSRv2's loss)"
+    )
+    p.add_argument(
+        "--backbone", default=None, help="sentence-transformers model path (default: MiniLM)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output dir: stage1/ and stage2/checkpoint-N (rerun to resume), model/",
+    )
+    add_dataclass_arguments(p, TrainConfig)
+    add_dataclass_arguments(p, FinetuneConfig, prefix="e2e-")
+    p.set_defaults(handler=_finetune)
 
     p = sub.add_parser("encode", help="encode embeddings (or texts) into k-sparse codes")
     _add_input(p)

@@ -218,9 +218,34 @@ def chatterbot_retrieval(
 
     queries = [groups[key][0].turns[0] for key in test_keys]
     relevant = [answers_of[key] for key in test_keys]
+    # Training groups that share a text (an answer such as "Yes." or "Paris", or one group's
+    # question being another's answer) are merged into one label: the same text under two
+    # labels would be its own positive and negative in the supervised loss.
+    parent = {key: key for key in train_keys}
+
+    def root(key: str) -> str:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    def group_texts(key: str) -> list[str]:
+        return [groups[key][0].turns[0]] + [documents[i] for i in sorted(answers_of[key])]
+
+    owner: dict[str, str] = {}
+    for key in train_keys:
+        for text in group_texts(key):
+            if text in owner:
+                parent[root(key)] = root(owner[text])
+            else:
+                owner[text] = key
+    members: dict[str, list[str]] = defaultdict(list)
+    for key in train_keys:
+        members[root(key)].append(key)
     train_texts, train_labels = [], []
-    for label, key in enumerate(train_keys):
-        texts = [groups[key][0].turns[0]] + [documents[i] for i in sorted(answers_of[key])]
+    for label, component in enumerate(sorted(members, key=lambda key: members[key][0])):
+        keys = members[component]
+        texts = list(dict.fromkeys(text for key in keys for text in group_texts(key)))
         train_texts += texts
         train_labels += [label] * len(texts)
     return RetrievalSet(

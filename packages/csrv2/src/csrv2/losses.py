@@ -26,6 +26,7 @@ from kernelkit.validation import check_ndim, check_tensor
 __all__ = [
     "LossConfig",
     "LossTerms",
+    "auxk_from_decoder",
     "auxk_loss",
     "csr_loss",
     "self_contrastive_loss",
@@ -112,6 +113,18 @@ def auxk_loss(
     latent is dead or ``auxk`` is 0; uses ``min(auxk, #dead)`` latents otherwise. A residual with no
     spread (normaliser 0) gives 0, not NaN.
     """
+    return auxk_from_decoder(model.decoder_rows, pre, residual, dead, auxk)
+
+
+def auxk_from_decoder(
+    decoder_rows: torch.Tensor,
+    pre: torch.Tensor,
+    residual: torch.Tensor,
+    dead: torch.Tensor,
+    auxk: int,
+) -> torch.Tensor:
+    """:func:`auxk_loss` given the ``[hidden, d_in]`` decoder rows instead of the head (so a
+    sentence-transformers head module can use it too)."""
     n_dead = int(dead.sum())
     if n_dead == 0 or auxk == 0:
         return pre.sum() * 0.0
@@ -122,7 +135,7 @@ def auxk_loss(
     aux = torch.zeros(pre.shape[0], n_dead, dtype=pre.dtype, device=pre.device).scatter_add(
         1, codes.indices, F.relu(codes.values)
     )
-    prediction = aux @ model.decoder_rows.index_select(0, dead_ids)
+    prediction = aux @ decoder_rows.index_select(0, dead_ids)
     error = (prediction - residual).pow(2).mean()
     baseline = (residual - residual.mean(dim=0, keepdim=True)).pow(2).mean()
     return torch.nan_to_num(error / baseline, nan=0.0, posinf=0.0)

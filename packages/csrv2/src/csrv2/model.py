@@ -29,7 +29,7 @@ from kernelkit.validation import (
     check_tensor,
 )
 
-__all__ = ["ARTIFACT_KIND", "SparseAutoencoder", "check_embeddings"]
+__all__ = ["ARTIFACT_KIND", "SparseAutoencoder", "advance_silence_counter", "check_embeddings"]
 
 ARTIFACT_KIND = "csrv2.SparseAutoencoder"
 
@@ -47,6 +47,16 @@ def check_embeddings(name: str, x: object, d_in: int) -> torch.Tensor:
         )
     check_finite(name, x)
     return x
+
+
+@torch.no_grad()
+def advance_silence_counter(counter: torch.Tensor, codes: SparseCodes) -> None:
+    """One top-k call: add 1 to every latent's ``counter[hidden]`` entry, then zero the entries
+    of the latents that fired (a positive value) in ``codes``."""
+    fired = torch.zeros(counter.shape[0], device=counter.device).index_add_(
+        0, codes.indices.reshape(-1), (codes.values > 0).reshape(-1).float()
+    )
+    counter.add_(1).mul_((fired == 0).long())
 
 
 def _compact_dense(indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -183,10 +193,7 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def record_topk_call(self, codes: SparseCodes) -> None:
         """Advance every latent's silence counter by one call and reset those that fired."""
-        fired = torch.zeros(self.hidden, device=codes.device).index_add_(
-            0, codes.indices.reshape(-1), (codes.values > 0).reshape(-1).float()
-        )
-        self.calls_since_fired.add_(1).mul_((fired == 0).long())
+        advance_silence_counter(self.calls_since_fired, codes)
 
     def dead_mask(self, dead_threshold: int) -> torch.Tensor:
         """Latents silent for more than ``dead_threshold`` top-k calls (the AuxK training mask)."""

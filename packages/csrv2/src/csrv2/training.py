@@ -149,7 +149,8 @@ class TrainResult:
     config: TrainConfig
 
 
-def _check_labels(labels: object, n: int) -> torch.Tensor:
+def check_labels(labels: object, n: int) -> torch.Tensor:
+    """Require integer ``labels[n]``; returns them as int64."""
     check_tensor("labels", labels)
     assert isinstance(labels, torch.Tensor)
     check_ndim("labels", labels, 1)
@@ -197,7 +198,7 @@ def train(
     if n == 0:
         raise ValueError("embeddings must have at least one row, got 0")
     if labels is not None:
-        labels = _check_labels(labels, n)
+        labels = check_labels(labels, n)
     elif config.contrastive == "supervised":
         raise ValueError(
             "the supervised contrastive loss needs labels; pass labels or use a config with "
