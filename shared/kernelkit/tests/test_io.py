@@ -152,3 +152,41 @@ def test_training_state_refuses_a_different_model(tmp_path):
     bad = {k: v for k, v in tensors.items() if not k.startswith("model.bias")}
     with pytest.raises(ArtifactError, match="names no parameter"):
         load_training_state(bad, smaller, torch.optim.AdamW(smaller.parameters()))
+
+
+def _interrupted_save(monkeypatch, directory, value):
+    """A save killed after its tensor file is in place and before its manifest is."""
+    import kernelkit.io
+
+    def killed(path, text):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(kernelkit.io, "atomic_write_text", killed)
+        with pytest.raises(KeyboardInterrupt):
+            save_artifact(directory, {"w": torch.full((3,), value)}, {"v": value})
+
+
+def test_an_interrupted_overwrite_keeps_the_previous_artifact_loadable(tmp_path, monkeypatch):
+    save_artifact(tmp_path, {"w": torch.full((2,), 1.0)}, {"v": 1})
+    _interrupted_save(monkeypatch, tmp_path, 2.0)
+    _interrupted_save(monkeypatch, tmp_path, 3.0)  # a resumed run that is killed again
+    with pytest.warns(UserWarning, match="interrupted save"):
+        loaded, config = load_artifact(tmp_path)
+    assert config == {"v": 1} and torch.equal(loaded["w"], torch.full((2,), 1.0))
+
+    save_artifact(tmp_path, {"w": torch.full((4,), 4.0)}, {"v": 4})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME, TENSORS_NAME]
+    loaded, config = load_artifact(tmp_path)
+    assert config == {"v": 4} and torch.equal(loaded["w"], torch.full((4,), 4.0))
+
+
+def test_a_corrupt_backup_does_not_hide_the_error(tmp_path, monkeypatch):
+    from kernelkit.io import BACKUP_SUFFIX
+
+    save_artifact(tmp_path, {"w": torch.zeros(2)}, {"v": 1})
+    _interrupted_save(monkeypatch, tmp_path, 2.0)
+    backup = tmp_path / (TENSORS_NAME + BACKUP_SUFFIX)
+    backup.write_bytes(backup.read_bytes()[:-3])
+    with pytest.raises(ArtifactError, match="checksum"):
+        load_artifact(tmp_path)

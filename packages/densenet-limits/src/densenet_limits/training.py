@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from densenet_limits.networks import parameter_groups
 from kernelkit.io import (
+    MANIFEST_NAME,
     ArtifactError,
     load_artifact,
     load_training_state,
@@ -91,27 +91,6 @@ def _run_identity(
     }
 
 
-def _previous_checkpoint(directory: Path) -> Path | None:
-    # A crash between the two renames of _write_checkpoint leaves only the ".old" copy.
-    for candidate in (directory, directory.with_name(directory.name + ".old")):
-        if (candidate / "manifest.json").is_file():
-            return candidate
-    return None
-
-
-def _write_checkpoint(directory: Path, tensors: dict, meta: dict) -> None:
-    """Replace the checkpoint in ``directory`` as a whole: write a sibling, then rename."""
-    staging = directory.with_name(directory.name + ".tmp")
-    previous = directory.with_name(directory.name + ".old")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_artifact(staging, tensors, meta, kind=CHECKPOINT_KIND)
-    if directory.exists():
-        shutil.rmtree(previous, ignore_errors=True)
-        directory.rename(previous)
-    staging.rename(directory)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def train(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -129,8 +108,8 @@ def train(
     ``task="classification"``: cross-entropy on integer labels ``(N,)``. Constrained layers are
     projected back into their box after every step (a no-op for the tanh form).
 
-    With ``checkpoint_dir``, the training state is written there (replaced atomically as a
-    whole) every ``checkpoint_every`` steps and at the end. If the directory already holds a
+    With ``checkpoint_dir``, the training state is written there (a ``kernelkit.io`` artifact: an
+    interrupted save leaves the previous checkpoint loadable) every ``checkpoint_every`` steps and at the end. If the directory already holds a
     checkpoint of the same run (same model class and config, data, task and ``config`` apart
     from ``steps``, at a step ``≤ config.steps``) training resumes from it and ends exactly as an
     uninterrupted run would; ``model`` must then be built as for the original run (its weights
@@ -152,7 +131,7 @@ def train(
     start = 0
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
     identity = _run_identity(model, inputs, targets, config, task) if directory else None
-    found = _previous_checkpoint(directory) if directory else None
+    found = directory if directory and (directory / MANIFEST_NAME).is_file() else None
     if found is not None:
         tensors, meta = load_artifact(found, kind=CHECKPOINT_KIND)
         saved = {key: meta.get(key) for key in identity}
@@ -176,7 +155,7 @@ def train(
         state = training_state_tensors(model, optimizer)
         state[_SAMPLER_STATE] = generator.get_state()
         state[_LOSSES] = torch.tensor(losses, dtype=torch.float64)
-        _write_checkpoint(directory, state, {**identity, "step": step})
+        save_artifact(directory, state, {**identity, "step": step}, kind=CHECKPOINT_KIND)
 
     steps = progress(
         range(start, config.steps),

@@ -7,9 +7,13 @@ An artifact is a directory holding two files:
   JSON config, each tensor's shape and dtype, and the SHA-256 of the tensor file.
 
 Each file is written to a temporary name in the same directory and renamed into place, the
-manifest last. A run interrupted at any point therefore leaves either the old artifact or one
-whose manifest does not match its tensor file, which ``load_artifact`` reports as corrupt instead
-of returning wrong weights.
+manifest last. Before an artifact is overwritten, its two files are kept as a complete backup pair
+(``*.previous``, hard links where the file system allows), removed once the new pair is in place.
+A run interrupted at any point therefore leaves either a consistent artifact, or a new pair whose
+manifest does not match its tensor file beside the complete backup: ``load_artifact`` then returns
+the backup with a warning (a resumed run loses the interrupted save, never the checkpoint before
+it), and reports the artifact as corrupt, instead of returning wrong weights, when no backup is
+there.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "BACKUP_SUFFIX",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "TENSORS_NAME",
@@ -40,6 +47,7 @@ __all__ = [
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 TENSORS_NAME = "tensors.safetensors"
+BACKUP_SUFFIX = ".previous"
 
 
 class ArtifactError(ValueError):
@@ -117,9 +125,35 @@ def save_artifact(
         "sha256": _sha256(payload),
     }
     directory = Path(directory)
-    atomic_write_bytes(directory / TENSORS_NAME, payload)
-    atomic_write_text(directory / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True))
+    pair = (directory / TENSORS_NAME, directory / MANIFEST_NAME)
+    _keep_backup(pair)
+    atomic_write_bytes(pair[0], payload)
+    atomic_write_text(pair[1], json.dumps(manifest, indent=2, sort_keys=True))
+    # Manifest backup first: a lone tensor backup is an incomplete pair, never loaded.
+    for path in reversed(pair):
+        _backup(path).unlink(missing_ok=True)
     return directory
+
+
+def _backup(path: Path) -> Path:
+    return path.with_name(path.name + BACKUP_SUFFIX)
+
+
+def _keep_backup(pair: tuple[Path, Path]) -> None:
+    """Keep the artifact about to be overwritten as a backup pair, unless a complete one exists.
+
+    A complete backup pair left by an interrupted save is known good, while the current pair may
+    be the interrupted (inconsistent) one, so the existing backup is kept rather than replaced.
+    """
+    if all(_backup(path).is_file() for path in pair) or not all(path.is_file() for path in pair):
+        return
+    for path in pair:  # tensors first: the manifest backup completes the pair
+        backup = _backup(path)
+        backup.unlink(missing_ok=True)
+        try:
+            os.link(path, backup)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, backup)
 
 
 def load_artifact(
@@ -133,13 +167,41 @@ def load_artifact(
 
     Raises :class:`ArtifactError` when a file is missing, the checksum or a tensor's shape or
     dtype disagrees with the manifest, the format version is not this one, ``kind`` does not
-    match, or a tensor named in ``expected_shapes`` is absent or shaped differently.
+    match, or a tensor named in ``expected_shapes`` is absent or shaped differently, unless the
+    backup pair kept by an interrupted :func:`save_artifact` loads cleanly (then it is returned,
+    with a warning).
     """
+    directory = Path(directory)
+    manifest_path, tensors_path = directory / MANIFEST_NAME, directory / TENSORS_NAME
+    try:
+        return _load_pair(directory, manifest_path, tensors_path, kind, expected_shapes, device)
+    except ArtifactError as error:
+        backups = _backup(manifest_path), _backup(tensors_path)
+        if not all(path.is_file() for path in backups):
+            raise
+        try:
+            loaded = _load_pair(directory, *backups, kind, expected_shapes, device)
+        except ArtifactError:
+            raise error from None
+        warnings.warn(
+            f"artifact {str(directory)!r} is inconsistent ({error}); loaded the complete pair "
+            "kept from before an interrupted save instead",
+            stacklevel=2,
+        )
+        return loaded
+
+
+def _load_pair(
+    directory: Path,
+    manifest_path: Path,
+    tensors_path: Path,
+    kind: str | None,
+    expected_shapes: Mapping[str, tuple[int, ...]] | None,
+    device: str | torch.device,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    directory = Path(directory)
-    manifest_path, tensors_path = directory / MANIFEST_NAME, directory / TENSORS_NAME
     for path in (manifest_path, tensors_path):
         if not path.is_file():
             raise ArtifactError(
