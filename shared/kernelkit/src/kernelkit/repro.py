@@ -1,9 +1,21 @@
 """Reproduction reports: the paper's claims checked against what we measure.
 
-A :class:`Claim` pairs a statement from a paper with a measured value and the threshold it must
-meet; whether it held is computed from those, never set by hand, so a claim cannot be "tuned"
-after the fact without the threshold visibly changing in code. A :class:`Report` gathers claims,
-a metrics table and figures, and writes Markdown and JSON.
+A :class:`Claim` pairs a statement with what was measured and the threshold it must meet. A
+stochastic claim carries its per-seed ``samples``; its ``measured`` value is their mean and its
+``interval`` a 95% Student-t interval over the seeds. The ``verdict`` is computed from those, never
+set by hand:
+
+- ``"held"`` when the whole interval lies on the claim's side of the threshold;
+- ``"not held"`` when the whole interval lies on the other side;
+- ``"inconclusive"`` otherwise: the seeds cannot tell the two apart.
+
+A deterministic claim (one measurement, or an exact check) has a zero-width interval and is
+either held or not held. A claim's ``source`` says whose statement it is: ``"paper"`` (with the
+section or table it restates in ``reference``) or ``"package"`` (our own check: an equivalence
+test, a premise control, a heuristic of ours).
+
+A :class:`Report` gathers claims, a metrics table and figures, and writes Markdown and JSON plus
+one figure of every claim's interval against its threshold.
 
 Every package exposes ``<pkg>.repro.run(out_dir, quick=True) -> Report``; this module's own
 :func:`run` checks kernelkit's fast paths against their references.
@@ -14,13 +26,23 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kernelkit.io import atomic_write_text
 
-__all__ = ["COMPARISONS", "Claim", "Report", "new_figure", "run"]
+__all__ = [
+    "COMPARISONS",
+    "SOURCES",
+    "VERDICTS",
+    "Claim",
+    "Report",
+    "new_figure",
+    "run",
+    "t_quantile_975",
+]
 
 COMPARISONS = {
     "<=": lambda m, t: m <= t,
@@ -28,14 +50,41 @@ COMPARISONS = {
     ">=": lambda m, t: m >= t,
     ">": lambda m, t: m > t,
 }
+SOURCES = ("paper", "package")
+VERDICTS = ("held", "not held", "inconclusive")
+
+# Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (standard tables, 4 digits).
+_T_975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom.
+
+    Tabulated for ``df <= 30``; beyond that the Cornish-Fisher expansion around the normal
+    quantile, accurate to better than 1e-3 there.
+    """
+    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+        raise ValueError(f"df must be an int >= 1, got {df!r}")
+    if df <= len(_T_975):
+        return _T_975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One checkable statement: ``measured <comparison> threshold``.
+    """One checkable statement: ``measured <comparison> threshold``, with its uncertainty.
 
-    ``statement`` quotes or paraphrases the paper; ``details`` says how it was measured here
-    (scale, seeds, spread). A NaN measurement never holds.
+    ``statement`` quotes or paraphrases the paper (or states our own check); ``details`` says how
+    it was measured here (scale, data, why the threshold is what it is; write the threshold's
+    reason before the run). ``samples`` are the per-seed measurements, and ``measured`` must be
+    their mean: build stochastic claims with :meth:`from_samples`. ``interval`` overrides the
+    seed interval when a claim has its own (e.g. a bootstrap over test items); then
+    ``interval_method`` must say how it was computed. A NaN anywhere never holds.
     """
 
     statement: str
@@ -44,6 +93,11 @@ class Claim:
     comparison: str = ">="
     unit: str = ""
     details: str = ""
+    samples: tuple[float, ...] = ()
+    source: str = "paper"
+    reference: str = ""
+    explicit_interval: tuple[float, float] | None = None
+    explicit_interval_method: str = ""
 
     def __post_init__(self) -> None:
         if self.comparison not in COMPARISONS:
@@ -54,23 +108,118 @@ class Claim:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
+        object.__setattr__(self, "samples", _checked_samples(self.samples))
+        if self.samples:
+            mean = _mean(self.samples)
+            same = (math.isnan(mean) and math.isnan(self.measured)) or math.isclose(
+                mean, self.measured, rel_tol=1e-9, abs_tol=1e-12
+            )
+            if not same:
+                raise ValueError(
+                    f"measured must be the mean of samples ({mean!r}), got {self.measured!r}"
+                )
+        if self.explicit_interval is not None:
+            low, high = (float(v) for v in self.explicit_interval)
+            if not low <= high:
+                raise ValueError(
+                    f"explicit_interval must be (low, high) with low <= high, got {self.explicit_interval!r}"
+                )
+            if not self.explicit_interval_method:
+                raise ValueError("explicit_interval needs explicit_interval_method to say how")
+            object.__setattr__(self, "explicit_interval", (low, high))
+
+    @classmethod
+    def from_samples(
+        cls,
+        statement: str,
+        samples: Sequence[float],
+        threshold: float,
+        comparison: str = ">=",
+        **kwargs: Any,
+    ) -> Claim:
+        """A claim measured once per seed: ``measured`` is the mean of ``samples``."""
+        values = _checked_samples(samples)
+        if not values:
+            raise ValueError("samples must hold at least one measurement, got none")
+        return cls(statement, _mean(values), threshold, comparison, samples=values, **kwargs)
+
+    @property
+    def seeds(self) -> int:
+        """How many independent measurements the claim rests on (1 for a single measurement)."""
+        return max(len(self.samples), 1)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% interval for the measured value (zero width for a single measurement)."""
+        if self.explicit_interval is not None:
+            return self.explicit_interval
+        if len(self.samples) < 2:
+            return (self.measured, self.measured)
+        n = len(self.samples)
+        mean = self.measured
+        std = math.sqrt(sum((v - mean) ** 2 for v in self.samples) / (n - 1))
+        half = t_quantile_975(n - 1) * std / math.sqrt(n)
+        return (mean - half, mean + half)
+
+    @property
+    def interval_method(self) -> str:
+        if self.explicit_interval is not None:
+            return self.explicit_interval_method
+        if len(self.samples) < 2:
+            return "single measurement"
+        return f"95% Student-t interval over {len(self.samples)} seeds"
+
+    @property
+    def verdict(self) -> str:
+        low, high = self.interval
+        if any(math.isnan(v) for v in (self.measured, low, high, *self.samples)):
+            return "not held"
+        check = COMPARISONS[self.comparison]
+        # The interval is on the claim's side when its worst end still passes, and on the other
+        # side when even its best end fails; the worst end of ">=" is the low end.
+        worst, best = (low, high) if self.comparison in (">=", ">") else (high, low)
+        if check(worst, self.threshold):
+            return "held"
+        if not check(best, self.threshold):
+            return "not held"
+        return "inconclusive"
 
     @property
     def held(self) -> bool:
-        if math.isnan(self.measured):
-            return False
-        return bool(COMPARISONS[self.comparison](self.measured, self.threshold))
+        return self.verdict == "held"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "statement": self.statement,
+            "source": self.source,
+            "reference": self.reference,
             "measured": self.measured,
+            "samples": list(self.samples),
+            "seeds": self.seeds,
+            "interval": list(self.interval),
+            "interval_method": self.interval_method,
             "threshold": self.threshold,
             "comparison": self.comparison,
             "unit": self.unit,
             "details": self.details,
+            "verdict": self.verdict,
             "held": self.held,
         }
+
+
+def _checked_samples(samples: Sequence[float]) -> tuple[float, ...]:
+    for i, value in enumerate(samples):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(
+                f"samples[{i}] must be a number, got {type(value).__name__} ({value!r})"
+            )
+    return tuple(float(v) for v in samples)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
 
 
 def _fmt(value: Any) -> str:
@@ -107,12 +256,21 @@ class Report:
     def add_claim(
         self,
         statement: str,
-        measured: float,
+        measured: float | Sequence[float],
         threshold: float,
         comparison: str = ">=",
         **kwargs: Any,
     ) -> Claim:
-        claim = Claim(statement, float(measured), float(threshold), comparison, **kwargs)
+        """Record a claim. ``measured`` is one number, or a sequence of per-seed measurements
+        (then the claim's value is their mean and its interval is over the seeds)."""
+        # A list, tuple, 1-d array or tensor of seeds; a 0-d array or tensor is one number.
+        is_samples = hasattr(measured, "__len__") and getattr(measured, "ndim", 1) != 0
+        if is_samples and not isinstance(measured, str):
+            claim = Claim.from_samples(
+                statement, [float(v) for v in measured], float(threshold), comparison, **kwargs
+            )
+        else:
+            claim = Claim(statement, float(measured), float(threshold), comparison, **kwargs)
         self.claims.append(claim)
         return claim
 
@@ -136,14 +294,63 @@ class Report:
     def all_held(self) -> bool:
         return all(c.held for c in self.claims)
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Verdict counts, paper claims apart from package claims:
+        ``{"paper": {"held": n, "not held": n, "inconclusive": n}, "package": {...}}``."""
+        table = {source: dict.fromkeys(VERDICTS, 0) for source in SOURCES}
+        for claim in self.claims:
+            table[claim.source][claim.verdict] += 1
+        return table
+
     def summary(self) -> str:
-        held = sum(c.held for c in self.claims)
-        return f"{self.package}: {held}/{len(self.claims)} claims held, {len(self.metrics)} metric rows, {len(self.figures)} figures"
+        parts = []
+        for source, row in self.counts().items():
+            total = sum(row.values())
+            if total:
+                parts.append(
+                    f"{source} claims {row['held']} held / {row['not held']} not held / "
+                    f"{row['inconclusive']} inconclusive (of {total})"
+                )
+        claims = "; ".join(parts) if parts else "no claims"
+        return f"{self.package}: {claims}; {len(self.metrics)} metric rows, {len(self.figures)} figures"
+
+    def claims_figure(self) -> Any:
+        """One panel per claim: its seeds, mean and interval against the threshold line."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(len(self.claims), 1, figsize=(6.5, 0.9 + 0.75 * len(self.claims)))
+        axes = [axes] if len(self.claims) == 1 else list(axes)
+        colours = {"held": "tab:green", "not held": "tab:red", "inconclusive": "tab:orange"}
+        for ax, claim in zip(axes, self.claims, strict=True):
+            low, high = claim.interval
+            colour = colours[claim.verdict]
+            ax.axvline(claim.threshold, color="black", linestyle="--", linewidth=1)
+            ax.plot([low, high], [0, 0], color=colour, linewidth=4, solid_capstyle="butt")
+            ax.plot([claim.measured], [0], "o", color="black", markersize=4)
+            if len(claim.samples) > 1:
+                ax.plot(claim.samples, [0.25] * len(claim.samples), "|", color=colour)
+            points = [claim.threshold, low, high, *claim.samples]
+            finite = [v for v in points if math.isfinite(v)]
+            if finite:
+                span = max(finite) - min(finite) or max(abs(max(finite)), 1e-12)
+                ax.set_xlim(min(finite) - 0.15 * span, max(finite) + 0.15 * span)
+            ax.set_yticks([])
+            ax.set_ylim(-0.5, 0.5)
+            label = claim.statement if len(claim.statement) <= 70 else claim.statement[:67] + "..."
+            ax.set_title(
+                f"{label}  [{claim.verdict}, n={claim.seeds}]", fontsize=7, loc="left", pad=2
+            )
+            ax.tick_params(axis="x", labelsize=6)
+        fig.suptitle(f"{self.package}: 95% intervals vs thresholds (dashed)", fontsize=8)
+        return fig
 
     def to_markdown(
         self, *, relative_to: str | os.PathLike | None = None, heading_level: int = 2
     ) -> str:
-        """Markdown: a claims table, the metrics table, notes, and figures.
+        """Markdown: verdict counts, a claims table, the metrics table, notes, and figures.
 
         Figure links are relative to ``relative_to`` (default: ``out_dir``), so the same report
         can be embedded in a summary written elsewhere.
@@ -152,14 +359,30 @@ class Report:
         h = "#" * heading_level
         lines = [f"{h} {self.package} ({'quick' if self.quick else 'full'} mode)", ""]
         if self.claims:
+            for source, row in self.counts().items():
+                if sum(row.values()):
+                    lines.append(
+                        f"- {source} claims: {row['held']} held, {row['not held']} not held, "
+                        f"{row['inconclusive']} inconclusive"
+                    )
             lines += [
-                "| claim | measured | threshold | held | details |",
-                "|---|---:|---:|:---:|---|",
+                "",
+                "| claim | source | measured (mean) | 95% interval | seeds | threshold | verdict | details |",
+                "|---|---|---:|---|---:|---:|:---:|---|",
             ]
             for c in self.claims:
+                source = c.source + (f" ({_fmt(c.reference)})" if c.reference else "")
+                low, high = c.interval
+                interval = (
+                    "-"
+                    if c.seeds == 1 and c.explicit_interval is None
+                    else (f"[{_fmt(low)}, {_fmt(high)}]{c.unit}")
+                )
+                verdict = {"held": "held", "not held": "NOT HELD", "inconclusive": "inconclusive"}
                 lines.append(
-                    f"| {_fmt(c.statement)} | {_fmt(c.measured)}{c.unit} | {c.comparison} {_fmt(c.threshold)}{c.unit} "
-                    f"| {'yes' if c.held else 'NO'} | {_fmt(c.details)} |"
+                    f"| {_fmt(c.statement)} | {source} | {_fmt(c.measured)}{c.unit} | {interval} "
+                    f"| {c.seeds} | {c.comparison} {_fmt(c.threshold)}{c.unit} "
+                    f"| {verdict[c.verdict]} | {_fmt(c.details)} |"
                 )
             lines.append("")
         if self.metrics:
@@ -179,6 +402,7 @@ class Report:
         return {
             "package": self.package,
             "quick": self.quick,
+            "counts": self.counts(),
             "claims": [c.to_dict() for c in self.claims],
             "metrics": self.metrics,
             "figures": [str(p) for p in self.figures],
@@ -186,8 +410,12 @@ class Report:
         }
 
     def write(self) -> Path:
-        """Write ``report.md`` and ``report.json`` into ``out_dir``; return the Markdown path."""
+        """Write ``report.md``, ``report.json`` and the claims figure (``claims.png``, when there
+        are claims) into ``out_dir``; return the Markdown path."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        claims_png = self.out_dir / "claims.png"
+        if self.claims and claims_png not in self.figures:
+            self.save_figure(self.claims_figure(), "claims")
         atomic_write_text(
             self.out_dir / "report.json", json.dumps(self.to_dict(), indent=2, default=str)
         )
@@ -251,6 +479,7 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
         1e-10,
         "<=",
         details=f"{trials} random [3, T, 8] inputs, T up to {16 + 97 * (trials - 1)}, |a| < 0.9, impl={fast}",
+        source="package",
     )
     report.add_claim(
         "SparseCodes.dot equals dense scoring of the decoded codes (float64)",
@@ -258,6 +487,7 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
         1e-12,
         "<=",
         details=f"{trials} trials, 8 queries x 64 codes, D=48, k in 1..8, impl={fast}",
+        source="package",
     )
     report.add_claim(
         "topk_mask breaks ties by lowest index (mismatched entries)",
@@ -265,6 +495,7 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
         0,
         "<=",
         details="integer-valued inputs with 5 distinct values, against a stable sort",
+        source="package",
     )
     report.add_metrics(check="linear_scan max |fast - reference|", value=scan_err)
     report.add_metrics(check="SparseCodes.dot max |fast - reference|", value=dot_err)
