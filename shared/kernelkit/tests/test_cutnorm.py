@@ -363,3 +363,17 @@ def test_bad_options_raise():
         step_kernel_value(a, torch.tensor([1.5]), torch.tensor([0.5]))
     with pytest.raises(ValueError, match="row_labels must be"):
         block_averages(a, torch.tensor([0, 1]), torch.tensor([0, 0, 0]))
+
+
+def test_frieze_kannan_stops_at_round_off_for_a_huge_k():
+    # Before the tolerance, float leftovers of 1e-15 kept this running for 10**6 steps.
+    a = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    decomposition = frieze_kannan(a, 10**6, method="exact")
+    assert decomposition.coefficients.numel() <= 36
+    assert (a - decomposition.matrix()).abs().max() < 1e-9
+
+
+def test_frieze_kannan_rejects_a_bad_tolerance():
+    a = torch.ones(3, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="tol must be a number in"):
+        frieze_kannan(a, 2, tol=1.5)

@@ -190,3 +190,222 @@ def test_a_corrupt_backup_does_not_hide_the_error(tmp_path, monkeypatch):
     backup.write_bytes(backup.read_bytes()[:-3])
     with pytest.raises(ArtifactError, match="checksum"):
         load_artifact(tmp_path)
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: raised by an injected fault, caught by no cleanup code."""
+
+
+class _FaultyOs:
+    """``os`` for kernelkit.io whose file-system mutations die at the ``fail_at``-th one.
+
+    After the fault every further mutation dies too, as nothing runs after a SIGKILL.
+    ``committed`` records whether the manifest was renamed into place (the save completed).
+    """
+
+    MUTATIONS = ("replace", "link", "unlink")
+
+    def __init__(self, fail_at):
+        import os
+
+        self._os, self.fail_at, self.calls, self.committed = os, fail_at, 0, False
+
+    def __getattr__(self, name):
+        real = getattr(self._os, name)
+        if name not in self.MUTATIONS:
+            return real
+
+        def mutation(*args, **kwargs):
+            if self.fail_at is not None and self.calls >= self.fail_at:
+                raise _Killed
+            self.calls += 1
+            result = real(*args, **kwargs)
+            if name == "replace" and str(args[1]).endswith(MANIFEST_NAME):
+                self.committed = True
+            return result
+
+        return mutation
+
+
+def _save_version(monkeypatch, directory, version, fail_at):
+    """Save version ``version``, killed before mutation ``fail_at`` (None: never); return whether
+    the save completed (its manifest was renamed into place)."""
+    import kernelkit.io
+
+    faulty = _FaultyOs(fail_at)
+    with monkeypatch.context() as patch:
+        patch.setattr(kernelkit.io, "os", faulty)
+        try:
+            save_artifact(directory, {"w": torch.full((3,), float(version))}, {"v": version})
+        except _Killed:
+            pass
+    return faulty.committed
+
+
+def _loaded_version(directory):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tensors, config = load_artifact(directory)
+    assert bool((tensors["w"] == float(config["v"])).all())
+    return config["v"]
+
+
+# A save makes at most 10 mutations (4 for the backup, 2 renames, 2 backup removals, plus the
+# unlinks of a dying temporary); 12 covers every interruption point and the uninterrupted save.
+FAULT_POINTS = range(13)
+
+
+def test_every_pair_of_interrupted_saves_keeps_the_newest_completed_save(tmp_path, monkeypatch):
+    for first in FAULT_POINTS:
+        for second in FAULT_POINTS:
+            directory = tmp_path / f"{first}-{second}"
+            assert _save_version(monkeypatch, directory, 1, None)
+            newest = 1
+            if _save_version(monkeypatch, directory, 2, first):
+                newest = 2
+            if _save_version(monkeypatch, directory, 3, second):
+                newest = 3
+            assert _loaded_version(directory) == newest, (first, second)
+            assert _save_version(monkeypatch, directory, 4, None)
+            assert _loaded_version(directory) == 4
+            assert sorted(p.name for p in directory.iterdir()) == [MANIFEST_NAME, TENSORS_NAME]
+
+
+def test_the_reported_two_step_regression(tmp_path, monkeypatch):
+    """v2 killed after its manifest but before its backup removal, v3 killed after its tensor
+    file: the directory must load v2, not v1 (0.1.0 with the first backup scheme gave v1)."""
+    assert _save_version(monkeypatch, tmp_path, 1, None)
+    # v2: unlink x2, link x2 (v1 becomes the backup), replace x2; killed at the backup removal.
+    assert _save_version(monkeypatch, tmp_path, 2, 6)
+    # v3: backup replaced by v2 (4), tensor file renamed (1); killed before the manifest rename.
+    assert not _save_version(monkeypatch, tmp_path, 3, 5)
+    assert _loaded_version(tmp_path) == 2
+
+
+@given(faults=st.lists(st.one_of(st.none(), st.sampled_from(FAULT_POINTS)), min_size=1, max_size=6))
+def test_any_sequence_of_interrupted_saves_keeps_the_newest_completed_save(
+    tmp_path_factory, faults
+):
+    directory = tmp_path_factory.mktemp("sequence")
+    patch = pytest.MonkeyPatch()
+    try:
+        newest = None
+        for version, fault in enumerate(faults, start=1):
+            if _save_version(patch, directory, version, fault):
+                newest = version
+        if newest is None:
+            with pytest.raises(ArtifactError):
+                _loaded_version(directory)
+        else:
+            assert _loaded_version(directory) == newest
+    finally:
+        patch.undo()
+
+
+def test_stale_temporaries_are_removed_by_the_next_save(tmp_path):
+    save_artifact(tmp_path, {"w": torch.zeros(2)}, {"v": 1})
+    stale = [tmp_path / f".{TENSORS_NAME}.x1.tmp", tmp_path / f".{MANIFEST_NAME}.x2.tmp"]
+    for path in stale:
+        path.write_bytes(b"left by a killed save")
+    unrelated = tmp_path / "notes.tmp"
+    unrelated.write_text("not ours")
+    save_artifact(tmp_path, {"w": torch.ones(2)}, {"v": 2})
+    assert not any(path.exists() for path in stale) and unrelated.exists()
+
+
+def _manifest_with(tmp_path, change):
+    save_artifact(tmp_path, {"w": torch.zeros(2)}, {"v": 1})
+    path = tmp_path / MANIFEST_NAME
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.clear(), "lacks the manifest fields"),
+        (lambda m: m.pop("sha256"), "lacks the manifest fields sha256"),
+        (lambda m: m.update(config="a string"), "'config' must be a JSON dict"),
+        (lambda m: m.update(config=[1, 2]), "'config' must be a JSON dict"),
+        (lambda m: m.update(tensors=["w"]), "'tensors' must be a JSON dict"),
+        (lambda m: m.update(format_version="1"), "'format_version' must be a JSON int"),
+        (lambda m: m.update(format_version=True), "'format_version' must be a JSON int"),
+        (lambda m: m.update(kind=None), "'kind' must be a JSON str"),
+        (lambda m: m.update(sha256=7), "'sha256' must be a JSON str"),
+        (lambda m: m["tensors"].update(w=None), "tensor 'w' must be described"),
+        (lambda m: m["tensors"].update(w={"shape": [2]}), "tensor 'w' must be described"),
+        (lambda m: m["tensors"]["w"].update(shape="2"), "tensor 'w' must be described"),
+        (lambda m: m["tensors"]["w"].update(shape=[-2]), "tensor 'w' must be described"),
+        (lambda m: m["tensors"].update(x={"shape": [1], "dtype": "float32"}), "manifest lists"),
+    ],
+)
+def test_every_malformed_manifest_is_an_artifact_error(tmp_path, change, message):
+    _manifest_with(tmp_path, change)
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(tmp_path)
+
+
+def test_a_manifest_that_is_not_an_object_is_an_artifact_error(tmp_path):
+    save_artifact(tmp_path, {"w": torch.zeros(2)}, {"v": 1})
+    (tmp_path / MANIFEST_NAME).write_text("[1, 2, 3]")
+    with pytest.raises(ArtifactError, match="must hold a JSON object, got list"):
+        load_artifact(tmp_path)
+
+
+def test_a_consistent_artifact_of_the_wrong_kind_is_not_hidden_by_the_backup(
+    tmp_path, monkeypatch
+):
+    save_artifact(tmp_path, {"w": torch.zeros(2)}, {"v": 1}, kind="a")
+    # An interrupted save leaves a backup pair of kind "a" beside a consistent pair of kind "b".
+    assert _save_version(monkeypatch, tmp_path, 2, 6)
+    with pytest.raises(ArtifactError, match="is a 'artifact', expected a 'a'"):
+        load_artifact(tmp_path, kind="a")
+
+
+_KILL_LOOP_CHILD = """
+import sys, torch
+from kernelkit.io import save_artifact
+directory, version = sys.argv[1], int(sys.argv[2])
+print("ready", flush=True)
+while True:
+    save_artifact(directory, {"w": torch.full((200_000,), float(version))}, {"v": version})
+    print(version, flush=True)
+    version += 1
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_saves_never_loses_the_last_completed_save(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = random.Random(0)
+    directory = tmp_path / "artifact"
+    next_version, completed = 1, None
+    for _ in range(8):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _KILL_LOOP_CHILD, str(directory), str(next_version)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.15))
+        child.send_signal(signal.SIGKILL)
+        printed = [int(line) for line in child.stdout.read().split()]
+        child.wait()
+        if printed:
+            completed = printed[-1]
+        last_started = printed[-1] + 1 if printed else next_version
+        if completed is None:
+            continue
+        loaded = _loaded_version(directory)
+        # The newest complete save is the last one reported, or the one killed after its
+        # manifest rename but before it could report.
+        assert completed <= loaded <= last_started
+        completed, next_version = loaded, loaded + 1

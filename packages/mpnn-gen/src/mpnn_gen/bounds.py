@@ -614,13 +614,15 @@ def unseen_colour_fraction(train, test, *, rounds: int, use_features: bool = Tru
     graphs with at least one unseen colour."""
     from mpnn_gen.wl import refine
 
-    train_colours = refine(_graph_list(train), rounds, use_features=use_features).node_colours[
-        rounds
-    ]
-    test_result = refine(_graph_list(test, "test"), rounds, use_features=use_features)
-    unseen = ~torch.isin(test_result.node_colours[rounds], train_colours)
-    per_graph = torch.zeros(test_result.num_graphs, dtype=torch.long).index_add_(
-        0, test_result.batch, unseen.long()
+    train_graphs, test_graphs = _graph_list(train), _graph_list(test, "test")
+    # One joint refinement, so that training and test colours are hashes of the same round.
+    joint = refine(train_graphs + test_graphs, rounds, use_features=use_features)
+    colours = joint.node_colours[min(rounds, len(joint.node_colours) - 1)]
+    in_test = joint.batch >= len(train_graphs)
+    unseen = ~torch.isin(colours[in_test], colours[~in_test])
+    test_batch = joint.batch[in_test] - len(train_graphs)
+    per_graph = torch.zeros(len(test_graphs), dtype=torch.long).index_add_(
+        0, test_batch, unseen.long()
     )
     return Bound(
         "unseen_wl_colours",

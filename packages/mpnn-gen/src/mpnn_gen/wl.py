@@ -87,7 +87,10 @@ class WLResult:
     """Colours of every round of a refinement.
 
     ``node_colours[r]`` are the int64 colour hashes after ``r`` rounds (round 0: the labels);
-    ``graph_hashes[r]`` one hash per graph of its round-``r`` colour histogram.
+    ``graph_hashes[r]`` one hash per graph of its round-``r`` colour histogram. A refinement
+    stops computing once its colouring is stable (a round that splits no colour class): the lists
+    then end at that round, ``stable_round``, and every later round up to ``rounds`` has the same
+    partition, so the accessors below answer for it with the stable round's colours.
     """
 
     node_colours: list[torch.Tensor]
@@ -95,15 +98,24 @@ class WLResult:
     batch: torch.Tensor
     num_graphs: int
     collisions_resolved: int = 0
+    requested_rounds: int | None = None
 
     @property
     def rounds(self) -> int:
-        return len(self.node_colours) - 1
+        """The number of rounds asked for (queries are valid for rounds 0..rounds)."""
+        computed = len(self.node_colours) - 1
+        return computed if self.requested_rounds is None else self.requested_rounds
+
+    @property
+    def stable_round(self) -> int | None:
+        """The round from which the colouring no longer changes, if it was reached."""
+        computed = len(self.node_colours) - 1
+        return computed if computed < self.rounds else None
 
     def _check_round(self, round: int) -> int:
         if isinstance(round, bool) or not isinstance(round, int) or not 0 <= round <= self.rounds:
             raise ValueError(f"round must be an int in [0, {self.rounds}], got {round!r}")
-        return round
+        return min(round, len(self.node_colours) - 1)
 
     def num_colours(self, round: int) -> int:
         """Distinct node colours over the whole batch after ``round`` rounds."""
@@ -135,7 +147,13 @@ def refine(
 ) -> WLResult:
     """Run ``rounds`` rounds of 1-WL on all ``graphs`` jointly (see :func:`as_graph_batch` for
     accepted inputs). ``seed`` salts every hash; results for different seeds induce the same
-    partitions unless a hash collision occurred."""
+    partitions unless a hash collision occurred.
+
+    The refinement stops early once a round splits no colour class (then no later round does),
+    so ``rounds`` may be as large as one likes; the result answers for every round up to it
+    (``WLResult.stable_round``). Colour hashes of separate calls are comparable round by round
+    up to both calls' stable rounds; to compare colours beyond them (e.g. test against training
+    graphs), refine the graphs together in one call."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
         raise ValueError(f"rounds must be an int >= 0, got {rounds!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -149,6 +167,7 @@ def refine(
         [_graph_hashes(colours ^ salt, graph.batch, graph.num_graphs)],
     )
     resolved = 0
+    classes = torch.unique(colours).numel()
     for _ in range(rounds):
         messages = mix64(colours + (_SALT_MESSAGE ^ salt))
         summed = torch.zeros_like(colours).index_add_(0, target, messages[source])
@@ -163,9 +182,15 @@ def refine(
         hashes = _graph_hashes(colours ^ salt, graph.batch, graph.num_graphs)
         if check_collisions and _exact_graph_classes(colours, graph) > torch.unique(hashes).numel():
             raise RuntimeError("graph-level 1-WL hash collision; rerun with another seed")
+        split = torch.unique(colours).numel()
+        if split == classes:
+            # No class split: this round's partition is the previous one's, and so is every
+            # later round's. Keep the previous round as the stable one and stop.
+            break
+        classes = split
         node_colours.append(colours)
         graph_hashes.append(hashes)
-    return WLResult(node_colours, graph_hashes, graph.batch, graph.num_graphs, resolved)
+    return WLResult(node_colours, graph_hashes, graph.batch, graph.num_graphs, resolved, rounds)
 
 
 def count_classes(graphs, rounds: int, **kwargs) -> list[int]:

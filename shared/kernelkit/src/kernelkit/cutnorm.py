@@ -538,6 +538,7 @@ def frieze_kannan(
     restarts: int = 20,
     refit: bool = True,
     generator: torch.Generator | None = None,
+    tol: float = 1e-12,
 ) -> CutDecomposition:
     """Weak regularity: ``k`` rectangles whose residual has small cut norm.
 
@@ -552,9 +553,15 @@ def frieze_kannan(
     may have fewer than ``k`` rectangles. A search that returns an empty set while the residual
     is non-zero is replaced by the 1 × 1 rectangle of the residual's largest entry, so every step
     removes some mass.
+
+    The steps stop early once the rectangle found in the residual has a cut value of at most
+    ``tol`` times the first one (``tol = 1e-12`` by default): what is left is floating-point
+    round-off, which no further rectangle can remove, so a large ``k`` never loops on it.
     """
     matrix = _check_matrix("a", a)
     check_int_in_range("k", k, 1)
+    if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0 <= tol < 1:
+        raise ValueError(f"tol must be a number in [0, 1), got {tol!r}")
     search = _rectangle_search(method, restarts, generator)
     n, m = matrix.shape
     area = n * m
@@ -568,7 +575,7 @@ def frieze_kannan(
         result = _nonempty_rectangle(residual, search(residual))
         found.append(result.value / area)
         prefixes.append((coefficients, rows, cols))
-        if step == k or result.value == 0.0:
+        if step == k or result.value == 0.0 or found[-1] <= tol * found[0]:
             break
         rows = torch.cat([rows, result.rows[None]])
         cols = torch.cat([cols, result.cols[None]])

@@ -6,14 +6,28 @@ An artifact is a directory holding two files:
 - ``manifest.json``: the format version, a ``kind`` naming what the artifact is, the caller's
   JSON config, each tensor's shape and dtype, and the SHA-256 of the tensor file.
 
-Each file is written to a temporary name in the same directory and renamed into place, the
-manifest last. Before an artifact is overwritten, its two files are kept as a complete backup pair
-(``*.previous``, hard links where the file system allows), removed once the new pair is in place.
-A run interrupted at any point therefore leaves either a consistent artifact, or a new pair whose
-manifest does not match its tensor file beside the complete backup: ``load_artifact`` then returns
-the backup with a warning (a resumed run loses the interrupted save, never the checkpoint before
-it), and reports the artifact as corrupt, instead of returning wrong weights, when no backup is
-there.
+A pair is *consistent* when the manifest parses and the tensor file's checksum matches it. Each
+file is written to a temporary name in the same directory and renamed into place, the manifest
+last, so a save is complete the moment its manifest is renamed into place. The invariant that
+every interruption preserves:
+
+    the newest complete save is either the current pair (then it is consistent) or, while the
+    current pair is inconsistent, the backup pair (``*.previous``).
+
+:func:`save_artifact` keeps it in four steps:
+
+1. remove temporary files that killed saves left behind;
+2. if the current pair is consistent, make it the backup (the old backup is older, so it may go);
+   if it is inconsistent (an interrupted save), leave the backup alone: it is the newest
+   complete save;
+3. write the tensor file, then the manifest (the save is complete here);
+4. remove the backup, manifest first.
+
+So a run interrupted at any point loses at most the save it interrupted, never the one before it.
+:func:`load_artifact` returns the current pair when it is consistent, otherwise the backup pair
+(with a warning), and reports the artifact as corrupt, instead of returning wrong weights, when
+neither is. A consistent pair that is not what the caller expects (wrong ``kind`` or shapes)
+raises at once: the backup is never used to hide such a mismatch.
 """
 
 from __future__ import annotations
@@ -66,7 +80,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _unlink(Path(tmp))
         raise
 
 
@@ -125,13 +139,16 @@ def save_artifact(
         "sha256": _sha256(payload),
     }
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     pair = (directory / TENSORS_NAME, directory / MANIFEST_NAME)
-    _keep_backup(pair)
+    _remove_stale_temporaries(directory)
+    if _is_consistent(directory, pair[1], pair[0]):
+        _replace_backup(pair)
     atomic_write_bytes(pair[0], payload)
     atomic_write_text(pair[1], json.dumps(manifest, indent=2, sort_keys=True))
     # Manifest backup first: a lone tensor backup is an incomplete pair, never loaded.
     for path in reversed(pair):
-        _backup(path).unlink(missing_ok=True)
+        _unlink(_backup(path))
     return directory
 
 
@@ -139,21 +156,41 @@ def _backup(path: Path) -> Path:
     return path.with_name(path.name + BACKUP_SUFFIX)
 
 
-def _keep_backup(pair: tuple[Path, Path]) -> None:
-    """Keep the artifact about to be overwritten as a backup pair, unless a complete one exists.
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
-    A complete backup pair left by an interrupted save is known good, while the current pair may
-    be the interrupted (inconsistent) one, so the existing backup is kept rather than replaced.
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Remove the temporary files of saves that were killed before their rename."""
+    for name in (TENSORS_NAME, MANIFEST_NAME):
+        for stale in directory.glob(f".{name}.*.tmp"):
+            _unlink(stale)
+
+
+def _replace_backup(pair: tuple[Path, Path]) -> None:
+    """Make the consistent current pair the backup pair, replacing the (older) backup.
+
+    The old backup's manifest goes first and the new backup's manifest comes last, so an
+    interruption leaves at worst an incomplete backup beside a consistent current pair.
     """
-    if all(_backup(path).is_file() for path in pair) or not all(path.is_file() for path in pair):
-        return
-    for path in pair:  # tensors first: the manifest backup completes the pair
-        backup = _backup(path)
-        backup.unlink(missing_ok=True)
+    for path in reversed(pair):
+        _unlink(_backup(path))
+    for path in pair:
         try:
-            os.link(path, backup)
+            os.link(path, _backup(path))
         except OSError:  # a file system without hard links
-            shutil.copyfile(path, backup)
+            shutil.copyfile(path, _backup(path))
+
+
+def _is_consistent(directory: Path, manifest_path: Path, tensors_path: Path) -> bool:
+    try:
+        _read_consistent_pair(directory, manifest_path, tensors_path)
+    except ArtifactError:
+        return False
+    return True
 
 
 def load_artifact(
@@ -165,22 +202,23 @@ def load_artifact(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load an artifact written by :func:`save_artifact`; return ``(tensors, config)``.
 
-    Raises :class:`ArtifactError` when a file is missing, the checksum or a tensor's shape or
-    dtype disagrees with the manifest, the format version is not this one, ``kind`` does not
-    match, or a tensor named in ``expected_shapes`` is absent or shaped differently, unless the
-    backup pair kept by an interrupted :func:`save_artifact` loads cleanly (then it is returned,
-    with a warning).
+    Raises :class:`ArtifactError` when the artifact is inconsistent (a file missing, a malformed
+    manifest, a checksum, shape or dtype that disagrees with the manifest, another format
+    version) and no consistent backup pair is there (an interrupted :func:`save_artifact` leaves
+    one; it is then returned with a warning), and when the consistent artifact is not what the
+    caller expects: ``kind`` does not match, or a tensor named in ``expected_shapes`` is absent or
+    shaped differently.
     """
     directory = Path(directory)
     manifest_path, tensors_path = directory / MANIFEST_NAME, directory / TENSORS_NAME
     try:
-        return _load_pair(directory, manifest_path, tensors_path, kind, expected_shapes, device)
+        manifest, tensors = _read_consistent_pair(directory, manifest_path, tensors_path)
     except ArtifactError as error:
         backups = _backup(manifest_path), _backup(tensors_path)
         if not all(path.is_file() for path in backups):
             raise
         try:
-            loaded = _load_pair(directory, *backups, kind, expected_shapes, device)
+            manifest, tensors = _read_consistent_pair(directory, *backups)
         except ArtifactError:
             raise error from None
         warnings.warn(
@@ -188,17 +226,14 @@ def load_artifact(
             "kept from before an interrupted save instead",
             stacklevel=2,
         )
-        return loaded
+    _check_expectations(directory, manifest, tensors, kind, expected_shapes)
+    return {name: t.to(device) for name, t in tensors.items()}, manifest["config"]
 
 
-def _load_pair(
-    directory: Path,
-    manifest_path: Path,
-    tensors_path: Path,
-    kind: str | None,
-    expected_shapes: Mapping[str, tuple[int, ...]] | None,
-    device: str | torch.device,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read_consistent_pair(
+    directory: Path, manifest_path: Path, tensors_path: Path
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read a manifest and its tensor file; raise :class:`ArtifactError` unless they agree."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -213,22 +248,11 @@ def _load_pair(
         raise ArtifactError(
             f"{manifest_path} is not valid JSON (corrupt or truncated): {err}"
         ) from err
-    if (
-        not isinstance(manifest, dict)
-        or not {"format_version", "kind", "config", "tensors", "sha256"} <= manifest.keys()
-    ):
-        raise ArtifactError(
-            f"{manifest_path} lacks the manifest fields format_version, kind, config, tensors, sha256"
-        )
+    _check_manifest_fields(manifest_path, manifest)
     if manifest["format_version"] != FORMAT_VERSION:
         raise ArtifactError(
             f"artifact {str(directory)!r} has format_version {manifest['format_version']!r}; this kernelkit reads {FORMAT_VERSION}"
         )
-    if kind is not None and manifest["kind"] != kind:
-        raise ArtifactError(
-            f"artifact {str(directory)!r} is a {manifest['kind']!r}, expected a {kind!r}"
-        )
-
     payload = tensors_path.read_bytes()
     if _sha256(payload) != manifest["sha256"]:
         raise ArtifactError(
@@ -253,6 +277,56 @@ def _load_pair(
             raise ArtifactError(
                 f"tensor {name!r} is {tuple(tensor.shape)} {tensor.dtype}; manifest says {tuple(spec['shape'])} {spec['dtype']}"
             )
+    return manifest, tensors
+
+
+_MANIFEST_FIELDS = {
+    "format_version": int,
+    "kind": str,
+    "config": dict,
+    "tensors": dict,
+    "sha256": str,
+}
+
+
+def _check_manifest_fields(path: Path, manifest: Any) -> None:
+    """Every field present with its JSON type, each tensor spec a shape list and a dtype name."""
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} must hold a JSON object, got {type(manifest).__name__}")
+    missing = sorted(set(_MANIFEST_FIELDS) - manifest.keys())
+    if missing:
+        raise ArtifactError(f"{path} lacks the manifest fields {', '.join(missing)}")
+    for field, expected in _MANIFEST_FIELDS.items():
+        value = manifest[field]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise ArtifactError(
+                f"{path}: manifest field {field!r} must be a JSON {expected.__name__}, got "
+                f"{type(value).__name__} ({value!r:.60})"
+            )
+    for name, spec in manifest["tensors"].items():
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        dtype = spec.get("dtype") if isinstance(spec, dict) else None
+        valid_shape = isinstance(shape, list) and all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+        )
+        if not valid_shape or not isinstance(dtype, str):
+            raise ArtifactError(
+                f"{path}: tensor {name!r} must be described as {{'shape': [non-negative ints], "
+                f"'dtype': str}}, got {spec!r:.80}"
+            )
+
+
+def _check_expectations(
+    directory: Path,
+    manifest: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    kind: str | None,
+    expected_shapes: Mapping[str, tuple[int, ...]] | None,
+) -> None:
+    if kind is not None and manifest["kind"] != kind:
+        raise ArtifactError(
+            f"artifact {str(directory)!r} is a {manifest['kind']!r}, expected a {kind!r}"
+        )
     for name, shape in (expected_shapes or {}).items():
         if name not in tensors:
             raise ArtifactError(
@@ -262,7 +336,6 @@ def _load_pair(
             raise ArtifactError(
                 f"tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {tuple(shape)}"
             )
-    return {name: t.to(device) for name, t in tensors.items()}, manifest["config"]
 
 
 MODEL_PREFIX = "model."
