@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import pytest
@@ -235,10 +236,8 @@ def _save_version(monkeypatch, directory, version, fail_at):
     faulty = _FaultyOs(fail_at)
     with monkeypatch.context() as patch:
         patch.setattr(kernelkit.io, "os", faulty)
-        try:
+        with contextlib.suppress(_Killed):
             save_artifact(directory, {"w": torch.full((3,), float(version))}, {"v": version})
-        except _Killed:
-            pass
     return faulty.committed
 
 
@@ -355,9 +354,7 @@ def test_a_manifest_that_is_not_an_object_is_an_artifact_error(tmp_path):
         load_artifact(tmp_path)
 
 
-def test_a_consistent_artifact_of_the_wrong_kind_is_not_hidden_by_the_backup(
-    tmp_path, monkeypatch
-):
+def test_a_consistent_artifact_of_the_wrong_kind_is_not_hidden_by_the_backup(tmp_path, monkeypatch):
     save_artifact(tmp_path, {"w": torch.zeros(2)}, {"v": 1}, kind="a")
     # An interrupted save leaves a backup pair of kind "a" beside a consistent pair of kind "b".
     assert _save_version(monkeypatch, tmp_path, 2, 6)

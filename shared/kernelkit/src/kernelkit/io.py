@@ -32,6 +32,7 @@ raises at once: the backup is never used to hide such a mismatch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -157,10 +158,8 @@ def _backup(path: Path) -> Path:
 
 
 def _unlink(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _remove_stale_temporaries(directory: Path) -> None:
