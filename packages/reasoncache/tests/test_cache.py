@@ -1,5 +1,7 @@
 """Equivalence with in-context text, immutability, gradients, persistence and bad inputs."""
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -18,6 +20,7 @@ from reasoncache import (
     init_from_cache,
     layer_shapes,
     rotate_keys,
+    weights_fingerprint,
 )
 
 from kernelkit.testing import assert_close, tiny_causal_lm
@@ -164,6 +167,35 @@ def test_loading_into_a_mismatched_model_raises(lm, tmp_path, override, pattern)
     other, _ = tiny_causal_lm(**override)
     with pytest.raises(CacheMismatchError, match=pattern):
         ReasonCache.from_pretrained(tmp_path, other)
+
+
+def test_a_cache_refuses_another_checkpoint_of_the_same_architecture(lm, tmp_path):
+    model, _ = lm
+    ReasonCache(model, ReasonCacheConfig(num_slots=2)).save_pretrained(tmp_path)
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)  # another checkpoint: same config, other weights
+    with pytest.raises(CacheMismatchError, match="trained against other weights"):
+        ReasonCache.from_pretrained(tmp_path, other)
+    loaded = ReasonCache.from_pretrained(tmp_path, other, check_weights=False)
+    assert loaded.num_slots == 2
+    # The same checkpoint cast to bfloat16 and back is the same model.
+    cast = copy.deepcopy(model).to(torch.bfloat16)
+    assert weights_fingerprint(cast) == weights_fingerprint(model)
+    assert ReasonCache.from_pretrained(tmp_path, copy.deepcopy(model)).num_slots == 2
+
+
+def test_a_cache_saved_without_a_weights_fingerprint_loads_with_a_warning(lm, tmp_path):
+    import json
+
+    model, _ = lm
+    ReasonCache(model, ReasonCacheConfig(num_slots=2)).save_pretrained(tmp_path)
+    manifest_path = tmp_path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["weights_fingerprint"]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="without a weights fingerprint"):
+        ReasonCache.from_pretrained(tmp_path, model)
 
 
 def test_explicit_head_dim_and_gqa_shapes():

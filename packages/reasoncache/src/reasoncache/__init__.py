@@ -22,6 +22,7 @@ from reasoncache.cache import (
     layer_shapes,
     model_fingerprint,
     rotate_keys,
+    weights_fingerprint,
 )
 from reasoncache.initialize import (
     cache_from_text,
@@ -76,4 +77,5 @@ __all__ = [
     "rotate_keys",
     "train_cache",
     "train_lora",
+    "weights_fingerprint",
 ]

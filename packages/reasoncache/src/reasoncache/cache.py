@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "layer_shapes",
     "model_fingerprint",
     "rotate_keys",
+    "weights_fingerprint",
 ]
 
 ARTIFACT_KIND = "reasoncache"
@@ -168,6 +170,31 @@ def model_fingerprint(model_or_config: Any) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
+WEIGHT_SAMPLES = 64
+"""Elements sampled per parameter by :func:`weights_fingerprint`."""
+
+
+def weights_fingerprint(model: Any) -> str:
+    """SHA-256 over a fixed sample of every parameter's values (names, shapes and 64 evenly
+    spaced elements each, rounded to bfloat16).
+
+    Two checkpoints of one architecture almost surely differ somewhere in 64 samples per tensor,
+    so a cache trained for one is refused by the other; reading 64 elements per tensor keeps
+    this cheap for any model size. The rounding to bfloat16 makes the fingerprint survive the
+    casts people run a checkpoint in (float32, bfloat16; float16 in all but rare double-rounding
+    cases) and moves between devices.
+    """
+    digest = hashlib.sha256()
+    for name, parameter in sorted(model.named_parameters(), key=lambda item: item[0]):
+        flat = parameter.detach().reshape(-1)
+        count = min(WEIGHT_SAMPLES, flat.numel())
+        index = torch.linspace(0, max(flat.numel() - 1, 0), count).round().long()
+        sample = flat[index.to(flat.device)].float().to(torch.bfloat16).float().cpu()
+        digest.update(f"{name}:{list(parameter.shape)};".encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _rotary_inv_freq(model: Any, head_dim: int) -> torch.Tensor:
     """The model's RoPE inverse frequencies (found on its rotary embedding module)."""
     for module in model.modules():
@@ -204,6 +231,7 @@ class ReasonCache(nn.Module):
         self.config = config or ReasonCacheConfig()
         self.shapes = layer_shapes(model)
         self.fingerprint = model_fingerprint(model)
+        self.weights_fingerprint = weights_fingerprint(model)
         self.rope = _rope_settings(_text_config(model))
         self.init_method = self.config.init
         # Keys initialised from real KV carry rotations for positions 0..m-1, so queries must start
@@ -336,6 +364,7 @@ class ReasonCache(nn.Module):
         clone.config = config
         clone.shapes = list(self.shapes)
         clone.fingerprint = self.fingerprint
+        clone.weights_fingerprint = self.weights_fingerprint
         clone.rope = dict(self.rope)
         clone.init_method = self.init_method
         clone.position_offset = self.position_offset
@@ -368,6 +397,7 @@ class ReasonCache(nn.Module):
             "rope": self.rope,
             "position_offset": self.position_offset,
             "model_fingerprint": self.fingerprint,
+            "weights_fingerprint": self.weights_fingerprint,
             "init": self.init_method,
             "materialized_from_reparam": self.config.reparam_hidden > 0,
         }
@@ -381,8 +411,18 @@ class ReasonCache(nn.Module):
         return save_artifact(directory, tensors, self.manifest(), kind=ARTIFACT_KIND)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, model: Any) -> ReasonCache:
-        """Load a saved cache for ``model``; raises :class:`CacheMismatchError` on a mismatch."""
+    def from_pretrained(
+        cls, directory: str | os.PathLike, model: Any, *, check_weights: bool = True
+    ) -> ReasonCache:
+        """Load a saved cache for ``model``; raises :class:`CacheMismatchError` on a mismatch.
+
+        Refused: another architecture (layers, KV heads, head_dim, vocabulary, hidden size, RoPE
+        settings) and, with ``check_weights`` (the default), another checkpoint of the same
+        architecture (:func:`weights_fingerprint`). A cache is trained against one frozen
+        model's weights, so it is meaningless for another's; pass ``check_weights=False`` only
+        to reuse a cache deliberately, e.g. on a fine-tuned copy of the model it was built for.
+        A cache saved before weight fingerprints existed loads with a warning.
+        """
         try:
             tensors, manifest = load_artifact(directory, kind=ARTIFACT_KIND)
         except ArtifactError as err:
@@ -402,10 +442,26 @@ class ReasonCache(nn.Module):
                 f"{manifest['model_fingerprint'][:12]}…, the model's is {fingerprint[:12]}… "
                 "(vocabulary, hidden size or RoPE settings differ)"
             )
+        saved_weights = manifest.get("weights_fingerprint")
+        if check_weights and saved_weights is None:
+            warnings.warn(
+                f"cache at {str(directory)!r} was saved without a weights fingerprint (an older "
+                "reasoncache); only the architecture was checked",
+                stacklevel=2,
+            )
+        elif check_weights and saved_weights != weights_fingerprint(model):
+            raise CacheMismatchError(
+                f"cache at {str(directory)!r} was trained against other weights (weights "
+                f"fingerprint {saved_weights[:12]}…, the model's is "
+                f"{weights_fingerprint(model)[:12]}…): same architecture, another checkpoint. "
+                "Pass check_weights=False to load it anyway."
+            )
         config = ReasonCacheConfig(
             num_slots=manifest["num_slots"], frozen_slots=manifest["frozen_slots"], init="zeros"
         )
         cache = cls(model, config)
+        if saved_weights is not None:
+            cache.weights_fingerprint = saved_weights
         cache.init_method = manifest["init"]
         cache.position_offset = manifest["position_offset"]
         cache.load_key_values(
@@ -433,10 +489,14 @@ def compose(caches: Sequence[ReasonCache]) -> ReasonCache:
     for index, cache in enumerate(caches):
         if not isinstance(cache, ReasonCache):
             raise TypeError(f"caches[{index}] must be a ReasonCache, got {type(cache).__name__}")
-        if cache.fingerprint != first.fingerprint or cache.shapes != first.shapes:
+        if (
+            cache.fingerprint != first.fingerprint
+            or cache.weights_fingerprint != first.weights_fingerprint
+            or cache.shapes != first.shapes
+        ):
             raise CacheMismatchError(
                 f"caches[{index}] was built for a different model than caches[0] "
-                "(fingerprints differ)"
+                "(architecture or weights fingerprints differ)"
             )
     total = sum(c.num_slots for c in caches)
     per_layer: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in first.shapes]
