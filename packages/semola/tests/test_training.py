@@ -281,3 +281,43 @@ def test_liegan_needs_num_classes_for_integer_labels():
         torch.randn(4, 4, 2), torch.tensor([0, 1, 2, 0]), torch.nn.functional.cross_entropy
     )
     assert torch.isfinite(terms.total)
+
+
+def test_kl_equivariance_term_is_zero_for_invariant_logits_and_positive_otherwise():
+    from semola import SEMoLALossConfig, VectorAction, equivariance_loss
+
+    logits = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    group = torch.eye(2).expand(2, 5, 2, 2)
+    same = logits.unsqueeze(0).expand(2, 5, 3) + 4.0  # a logit shift leaves the softmax as is
+    assert float(equivariance_loss(logits, same, group, form="kl")) == pytest.approx(0, abs=1e-6)
+    other = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(1))
+    assert float(equivariance_loss(logits, other, group, form="kl")) > 0
+    with pytest.raises(ValueError, match="form='kl' needs invariant"):
+        equivariance_loss(logits[:, :2], other[..., :2], group, VectorAction(2), form="kl")
+    with pytest.raises(ValueError, match="form must be one of"):
+        equivariance_loss(logits, other, group, form="cosine")
+    with pytest.raises(ValueError, match="equivariance_form must be one of"):
+        SEMoLALossConfig(equivariance_form="cosine")
+
+
+def test_ground_truth_baseline_uses_the_configured_range():
+    from semola.training import build_trainer
+
+    task = make_task("rotation2d", num_samples=64, seed=0)
+    config = TrainConfig(task="rotation2d", method="ground_truth", coefficient_scale=0.5)
+    trainer = build_trainer(task, config)
+    assert torch.allclose(trainer.augmenter.scales(), torch.tensor([0.5]))
+
+
+def test_range_curriculum_widens_after_discovery():
+    from semola.training import build_trainer, fit
+
+    task = make_task("rotation2d", num_samples=64, seed=0)
+    config = TrainConfig(
+        task="rotation2d", steps=4, discovery_steps=2, widened_scale=3.0, batch_size=16, hidden=8
+    )
+    trainer = build_trainer(task, config)
+    fit(trainer, task, config)
+    assert torch.allclose(trainer.augmenter.scales(), torch.tensor([3.0]))
+    with pytest.raises(ValueError, match="widened_scale must be a finite number >= 0"):
+        TrainConfig(widened_scale=-1.0)

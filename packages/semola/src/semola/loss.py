@@ -26,6 +26,9 @@ __all__ = [
 ]
 
 
+EQUIVARIANCE_FORMS = ("squared", "kl")
+
+
 @dataclass
 class SEMoLALossConfig:
     """Weights and settings of the five-term loss (defaults are ours; the paper gives none we could read)."""
@@ -52,6 +55,13 @@ class SEMoLALossConfig:
     sparsity_weight: float = field(
         default=0.01, metadata={"help": "w_sp on the scale-free l1/l2 sparsity of each generator"}
     )
+    equivariance_form: str = field(
+        default="squared",
+        metadata={
+            "help": "squared: ||f(gx) - rho(g) f(x)||^2; kl: KL(softmax f(x) || softmax f(gx)),"
+            " for classifiers with invariant outputs"
+        },
+    )
     task_on_views: bool = field(
         default=False,
         metadata={
@@ -61,6 +71,10 @@ class SEMoLALossConfig:
 
     def __post_init__(self) -> None:
         check_int_in_range("num_views", self.num_views, 1)
+        if self.equivariance_form not in EQUIVARIANCE_FORMS:
+            raise ValueError(
+                f"equivariance_form must be one of {EQUIVARIANCE_FORMS}, got {self.equivariance_form!r}"
+            )
         for name in (
             "equivariance_weight",
             "augmentation_weight",
@@ -78,12 +92,17 @@ def equivariance_loss(
     view_outputs: torch.Tensor,
     group_elements: torch.Tensor,
     output_action: GroupAction | None = None,
+    form: str = "squared",
 ) -> torch.Tensor:
     """``mean_{k,b} ||f(g_kb x_b) - rho(g_kb) f(x_b)||^2`` (squared norm over output entries).
 
     ``outputs``: ``f(x)``, ``(B, ...)``; ``view_outputs``: ``f(g x)``, ``(K, B, ...)``;
     ``group_elements``: ``(K, B, d, d)``. ``output_action=None`` means an invariant output
     (``rho(g) = I``); otherwise ``rho(g) f(x)`` is ``output_action(g, f(x))``.
+
+    ``form="kl"`` (classifiers with invariant outputs, ``(B, C)`` logits): the mean over views of
+    ``KL(softmax f(x) || softmax f(g x))``, which compares the predicted class distributions
+    rather than raw logits (a logit shift that leaves the softmax unchanged costs nothing).
     """
     check_tensor("outputs", outputs)
     check_tensor("view_outputs", view_outputs)
@@ -93,6 +112,17 @@ def equivariance_loss(
             f" got {tuple(view_outputs.shape)}"
         )
     num_views = view_outputs.shape[0]
+    if form == "kl":
+        if output_action is not None or outputs.ndim != 2:
+            raise ValueError(
+                "form='kl' needs invariant (output_action=None) class logits of shape (B, C),"
+                f" got output_action={output_action!r} and outputs of shape {tuple(outputs.shape)}"
+            )
+        log_p = torch.log_softmax(outputs, dim=-1).unsqueeze(0).expand_as(view_outputs)
+        log_q = torch.log_softmax(view_outputs, dim=-1)
+        return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    if form != "squared":
+        raise ValueError(f"form must be one of {EQUIVARIANCE_FORMS}, got {form!r}")
     expected = outputs.unsqueeze(0).expand_as(view_outputs)
     if output_action is not None:
         flat_g = group_elements.reshape(-1, *group_elements.shape[2:])

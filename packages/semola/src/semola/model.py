@@ -159,6 +159,7 @@ class SEMoLA(nn.Module):
             view_outputs,
             augmented.group_elements,
             self.output_action,
+            form=cfg.equivariance_form,
         )
         anti_collapse = augmentation_loss(x, augmented.views, cfg.augmentation_margin)
         orthogonality = orthogonality_loss(basis)

@@ -8,6 +8,7 @@ they are never fitted to the result.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -92,7 +93,9 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
 
 def _run(out_dir: Path, quick: bool) -> Report:
     report = Report("semola", out_dir, quick=quick)
-    seeds = range(3) if quick else range(10)
+    # Three seeds left the control and both digits claims inconclusive in a first run (seed
+    # spreads of 0.0-0.8 in |cos| and of 5-10 accuracy points); a seed costs a few seconds.
+    seeds = range(5) if quick else range(10)
     steps = 200 if quick else 1500
     num_samples = 1024 if quick else 4096
 
@@ -145,27 +148,35 @@ def _run(out_dir: Path, quick: bool) -> Report:
             )
     discovery_seconds = time.perf_counter() - started
     report.add_claim(
-        "SEMoLA recovers so(2) on the 2-D rotation-invariant task: |cos(L, J)| > 0.95 (worst seed)",
-        min(cosines),
+        "SEMoLA recovers so(2) on the 2-D rotation-invariant task: |cos(L, J)| > 0.95",
+        cosines,
         0.95,
         ">",
-        details=f"{len(cosines)} seeds, {steps} steps, batch 64, K=2, N=4 points, {num_samples} samples;"
+        source="paper",
+        reference="SEMoLA/LieAugmenter: so(2) discovery (research note 2, E1)",
+        details=f"per seed; {len(cosines)} seeds, {steps} steps, batch 64, K=2, N=4 points, {num_samples} samples;"
         f" all |cos| = {[round(c, 4) for c in cosines]}; {discovery_seconds:.1f} s for task + control",
     )
     report.add_claim(
-        "No-symmetry control: the learned generator is not so(2) (best seed |cos| < 0.95)",
-        max(control_cosines),
+        "No-symmetry control: the learned generator is not so(2) (|cos| < 0.95)",
+        control_cosines,
         0.95,
         "<",
-        details=f"y = sum_i (x_i[0] + x_i[1]^2); all |cos| = {[round(c, 4) for c in control_cosines]}",
+        source="package",
+        details=f"per seed, a premise control of ours; y = sum_i (x_i[0] + x_i[1]^2); all |cos| = {[round(c, 4) for c in control_cosines]}",
     )
-    ratio = statistics.median(control_errors) / max(statistics.median(errors), 1e-12)
     report.add_claim(
-        "Absence signature: the relative equivariance error on the control is >= 10x that on the symmetric task",
-        ratio,
-        10.0,
+        "Absence signature: the relative equivariance error on the control is >= 10x that on the symmetric task (log10 ratio >= 1)",
+        [
+            math.log10(max(control, 1e-12) / max(error, 1e-12))
+            for control, error in zip(control_errors, errors, strict=True)
+        ],
+        1.0,
         ">=",
-        details=f"median control {statistics.median(control_errors):.4g} vs symmetric {statistics.median(errors):.4g}"
+        source="paper",
+        reference="SEMoLA/LieAugmenter: the equivariance error as a symmetry signature",
+        details="per seed, log10 of control over symmetric error (the 10x threshold on a log"
+        f" scale, where seed ratios are averaged fairly); median control {statistics.median(control_errors):.4g} vs symmetric {statistics.median(errors):.4g}"
         " (E||f(gx) - f(x)||^2 / Var f(x), 8 views of the test set)",
     )
 
@@ -228,81 +239,119 @@ def _run(out_dir: Path, quick: bool) -> Report:
         )
 
     # 3. Rotated digits: trained on +-30 deg, tested on +-30 deg and on all angles. An MLP on the
-    # flattened pixels (small_cnn barely trains in a few hundred steps). SEMoLA: the first half of
-    # the steps is the discovery phase (the equivariance term turns only the generator), then the
-    # full loss; coefficients U[-1, 1] rad on the trace-normalised generator.
+    # flattened pixels (small_cnn barely trains in a few hundred steps). Every augmenting method
+    # draws coefficients from the same range, U[-1, 1] rad on the trace-normalised generator
+    # (equal range), and every method gets the same number of training steps after SEMoLA's
+    # discovery phase (SEMoLA trains discovery + the others' steps). Five seeds (ten in full
+    # mode) per method. Ground truth over all angles (pi, the 0.1.0 baseline, which ignored the
+    # configured range) and two SEMoLA ablations (a KL form of the equivariance term; a range
+    # curriculum: discover at 1 rad, then widen to pi) are reported beside them.
     digits = make_digits(seed=0, max_samples=1000 if quick else None)
     digit_steps = 400 if quick else 2000
-    accuracies = {}
-    for method in ("semola", "none", "ground_truth", "augerino"):
-        config = TrainConfig(
-            task="digits",
-            method=method,
-            steps=digit_steps,
-            batch_size=64,
-            hidden=128,
-            coefficient_scale=1.0,
-            discovery_steps=digit_steps // 2,
-            seed=0,
-        )
-        trainer = build_trainer(digits, config, SEMoLALossConfig(num_views=2))
-        started = time.perf_counter()
-        fit(trainer, digits, config)
-        seconds = time.perf_counter() - started
-        metrics = evaluate(trainer, digits)
-        accuracies[method] = metrics
-        row = {
-            "experiment": "rotated digits",
-            "method": method,
-            **metrics,
-            "train_seconds": round(seconds, 1),
-        }
-        if method == "semola":
-            basis = trainer.augmenter.basis().detach()
-            row["cos_so2"] = compare_algebras(basis, so2_generator()).score
-            row["generator"] = str([[round(float(v), 2) for v in r] for r in basis[0]])
-            report.save_figure(
-                plot_generators(basis, so2_generator(), title="digits: learned vs so(2)"),
-                "generators_digits",
+    discovery = digit_steps // 2
+    digit_seeds = seeds
+    variants = {
+        "none": ("none", {}, {}),
+        "augerino": ("augerino", {}, {}),
+        "ground_truth": ("ground_truth", {}, {}),
+        "ground_truth, all angles (pi)": ("ground_truth", {"coefficient_scale": math.pi}, {}),
+        "semola": ("semola", {"discovery_steps": discovery}, {}),
+        "semola, KL equivariance": (
+            "semola",
+            {"discovery_steps": discovery},
+            {"equivariance_form": "kl"},
+        ),
+        "semola, range curriculum (1 -> pi)": (
+            "semola",
+            {"discovery_steps": discovery, "widened_scale": math.pi},
+            {},
+        ),
+    }
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    started = time.perf_counter()
+    for seed in digit_seeds:
+        for name, (method, overrides, loss_overrides) in variants.items():
+            extra = overrides.get("discovery_steps", 0)
+            config = TrainConfig(
+                task="digits",
+                method=method,
+                steps=digit_steps + extra,
+                batch_size=64,
+                hidden=128,
+                coefficient_scale=overrides.get("coefficient_scale", 1.0),
+                discovery_steps=extra,
+                widened_scale=overrides.get("widened_scale", 0.0),
+                seed=seed,
             )
-        report.add_metrics(**row)
-    gap = accuracies["ground_truth"]["shift_accuracy"] - accuracies["semola"]["shift_accuracy"]
+            trainer = build_trainer(digits, config, SEMoLALossConfig(num_views=2, **loss_overrides))
+            fit(trainer, digits, config)
+            metrics = evaluate(trainer, digits)
+            results[name].append(metrics)
+            row = {"experiment": "rotated digits", "method": name, "seed": seed, **metrics}
+            if method == "semola":
+                basis = trainer.augmenter.basis().detach()
+                row["cos_so2"] = compare_algebras(basis, so2_generator()).score
+                if seed == 0 and name == "semola":
+                    report.save_figure(
+                        plot_generators(basis, so2_generator(), title="digits: learned vs so(2)"),
+                        "generators_digits",
+                    )
+            report.add_metrics(**row)
+    digits_seconds = time.perf_counter() - started
+
+    def shift(name):
+        return [r["shift_accuracy"] for r in results[name]]
+
+    setting = (
+        f"{digit_steps} steps for every method after SEMoLA's {discovery} discovery steps, K=2,"
+        f" MLP width 128, {digits.x_train.shape[0]} training digits, train angles +-30 deg,"
+        f" coefficients U[-1, 1] rad for every augmenting method, seeds {list(digit_seeds)};"
+        f" {digits_seconds:.0f} s for all {len(variants)} variants"
+    )
     report.add_claim(
-        "Rotated digits, all test angles: SEMoLA within 5 accuracy points of ground-truth augmentation",
-        gap,
+        "Rotated digits, all test angles: SEMoLA within 5 accuracy points of ground-truth augmentation at equal range",
+        [gt - se for gt, se in zip(shift("ground_truth"), shift("semola"), strict=True)],
         0.05,
         "<=",
-        details=f"GT {accuracies['ground_truth']['shift_accuracy']:.3f}, SEMoLA {accuracies['semola']['shift_accuracy']:.3f};"
-        f" {digit_steps} steps (SEMoLA: {digit_steps // 2} discovery), K=2, MLP width 128,"
-        f" {digits.x_train.shape[0]} training digits, train angles +-30 deg",
+        source="paper",
+        reference="SEMoLA/LieAugmenter: 'competitive with ground-truth augmentation' (research note 2)",
+        details="per seed, ground-truth minus SEMoLA accuracy on all test angles; threshold 5"
+        " points fixed in 0.1.0 from the paper's 'competitive'. " + setting,
     )
-    gain = accuracies["semola"]["shift_accuracy"] - accuracies["none"]["shift_accuracy"]
     report.add_claim(
         "Rotated digits: SEMoLA is more robust to the shift than no augmentation (accuracy gain > 0)",
-        gain,
+        [se - no for se, no in zip(shift("semola"), shift("none"), strict=True)],
         0.0,
         ">",
-        details=f"no augmentation {accuracies['none']['shift_accuracy']:.3f}, augerino {accuracies['augerino']['shift_accuracy']:.3f}",
+        source="paper",
+        reference="SEMoLA/LieAugmenter: distribution-shift claim (research note 2)",
+        details="per seed, SEMoLA minus no-augmentation accuracy on all test angles. " + setting,
     )
-    figure, axes = new_figure()
-    names = list(accuracies)
+    for name in variants:
+        values = shift(name)
+        in_dist = [r["test_accuracy"] for r in results[name]]
+        report.add_metrics(
+            experiment="rotated digits, mean over seeds",
+            method=name,
+            test_accuracy=sum(in_dist) / len(in_dist),
+            shift_accuracy=sum(values) / len(values),
+            shift_accuracy_per_seed=", ".join(f"{v:.3f}" for v in values),
+        )
+    figure, axes = new_figure(width=7.5)
+    names = list(variants)
     positions = range(len(names))
-    axes.bar(
-        [p - 0.2 for p in positions],
-        [accuracies[n]["test_accuracy"] for n in names],
-        0.4,
-        label="test +-30 deg",
-    )
-    axes.bar(
-        [p + 0.2 for p in positions],
-        [accuracies[n]["shift_accuracy"] for n in names],
-        0.4,
-        label="test all angles",
-    )
-    axes.set_xticks(list(positions), names)
-    axes.set_ylabel("accuracy")
+    for offset, key, label in (
+        (-0.2, "test_accuracy", "test +-30 deg"),
+        (0.2, "shift_accuracy", "test all angles"),
+    ):
+        means = [sum(r[key] for r in results[n]) / len(results[n]) for n in names]
+        axes.bar([p + offset for p in positions], means, 0.4, label=label)
+        for p, n in zip(positions, names, strict=True):
+            axes.plot([p + offset] * len(results[n]), [r[key] for r in results[n]], "k.", ms=3)
+    axes.set_xticks(list(positions), names, rotation=25, ha="right", fontsize=7)
+    axes.set_ylabel("accuracy (bars: mean, dots: seeds)")
     axes.set_title("rotated digits: trained on +-30 deg")
-    axes.legend()
+    axes.legend(fontsize=7)
     report.save_figure(figure, "digits_accuracy")
     report.write()
     return report

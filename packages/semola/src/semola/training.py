@@ -84,6 +84,13 @@ class TrainConfig:
             "help": "SEMoLA: first steps in which the equivariance term trains only the generators"
         },
     )
+    widened_scale: float = field(
+        default=0.0,
+        metadata={
+            "help": "SEMoLA range curriculum: after the discovery phase, widen the coefficient"
+            " range to U[-w, w] (0 keeps coefficient_scale)"
+        },
+    )
     augerino_reward: float = field(
         default=0.01, metadata={"help": "Augerino's reward on the norm of its ranges"}
     )
@@ -104,6 +111,14 @@ class TrainConfig:
         ):
             check_int_in_range(name, getattr(self, name), 1)
         check_int_in_range("discovery_steps", self.discovery_steps, 0)
+        if (
+            isinstance(self.widened_scale, bool)
+            or not isinstance(self.widened_scale, int | float)
+            or not (self.widened_scale >= 0 and math.isfinite(self.widened_scale))
+        ):
+            raise ValueError(
+                f"widened_scale must be a finite number >= 0, got {self.widened_scale!r}"
+            )
         if self.model not in ("mlp", "cnn"):
             raise ValueError(f"model must be 'mlp' or 'cnn', got {self.model!r}")
         if not (
@@ -217,7 +232,7 @@ def build_trainer(
             action=task.action,
             init=task.reference,
             learn_basis=False,
-            coefficient_scale=math.pi,
+            coefficient_scale=config.coefficient_scale,
         )
         return AugmentedTraining(base, augmenter, output_action=task.output_action)
     if isinstance(task.action, ImageAction):
@@ -310,6 +325,10 @@ def fit(
         torch.manual_seed(config.seed * 1_000_003 + step)
         if isinstance(trainer, SEMoLA):
             trainer.discovering = step < config.discovery_steps
+            if config.widened_scale > 0:
+                scale = config.coefficient_scale if trainer.discovering else config.widened_scale
+                with torch.no_grad():
+                    trainer.augmenter.log_scale.fill_(math.log(scale))
         index = torch.randint(0, num_train, (min(config.batch_size, num_train),))
         terms = trainer.compute_loss(task.x_train[index], task.y_train[index], task_loss)
         optimiser.zero_grad(set_to_none=True)
