@@ -104,3 +104,20 @@ def test_matched_kl_and_selection_gap():
 
 def test_pareto_mask_marks_dominated_points():
     assert pareto_mask([0.8, 0.7, 0.75, 0.7], [0.3, 0.0, 0.1, 0.2]) == [True, True, True, False]
+
+
+def test_clean_ece_uses_the_clean_outcomes():
+    from faro import LinearRewardModel, evaluate, synthetic_preferences
+
+    model = LinearRewardModel(12)
+    with torch.no_grad():
+        model.linear.weight[0, :8] = 0.7
+    unbiased = synthetic_preferences(2_000, seed=0, annotator_skew=0.0)
+    row = evaluate(model, unbiased)
+    # Without annotator skew the clean and biased labellings coincide.
+    assert row["clean_ece"] == pytest.approx(row["ece"])
+    assert row["clean_accuracy"] == pytest.approx(row["accuracy"])
+    biased = synthetic_preferences(2_000, seed=0, annotator_skew=2.0)
+    row = evaluate(model, biased)
+    assert row["clean_ece"] != pytest.approx(row["ece"])
+    assert row["clean_accuracy"] != pytest.approx(row["accuracy"])

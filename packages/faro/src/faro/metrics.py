@@ -52,7 +52,8 @@ def evaluate(
     """One row of metrics for ``model`` on ``data``.
 
     * ``accuracy``: pairwise accuracy against the data's labels (ordinal);
-      ``clean_accuracy`` when the data carries clean preferences;
+      ``clean_accuracy`` (and ``clean_ece``, calibration against the clean labels) when the data
+      carries clean preferences;
     * ``ece``, ``brier``: calibration of ``sigmoid(m)`` for the event "the canonical first
       response was chosen" (cardinal; the canonical orientation keeps both outcomes present,
       whereas "chosen wins" would be 1 for every pair);
@@ -73,6 +74,13 @@ def evaluate(
     probabilities = torch.sigmoid(canonical.double())
     outcomes = (scores.orientation == 1).double()
     row["ece"] = expected_calibration_error(probabilities, outcomes, num_bins=num_bins)
+    if scores.clean_preference is not None:
+        # The clean outcome of the canonical event: the biased one where the labellings agree.
+        agree = scores.clean_preference.bool()
+        clean_outcomes = torch.where(agree, outcomes, 1.0 - outcomes)
+        row["clean_ece"] = expected_calibration_error(
+            probabilities, clean_outcomes, num_bins=num_bins
+        )
     row["brier"] = brier_score(probabilities, outcomes)
     for group in torch.unique(scores.group).tolist():
         members = scores.group == group
