@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from kernelkit.io import load_artifact, save_artifact
+from kernelkit.validation import check_int_in_range
 
 __all__ = [
     "ClassificationSet",
@@ -36,6 +37,7 @@ __all__ = [
     "chatterbot_retrieval",
     "corpus_files",
     "encode_texts",
+    "gaussian_mixture_embeddings",
     "load_backbone",
     "load_chatterbot",
     "load_embeddings",
@@ -51,6 +53,34 @@ EMBEDDINGS_KIND = "csrv2.Embeddings"
 class Conversation:
     category: str
     turns: tuple[str, ...]
+
+
+def gaussian_mixture_embeddings(
+    num: int, dim: int = 384, components: int = 64, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num`` unit-norm vectors from an anisotropic Gaussian mixture, and their component ids.
+
+    A stand-in for a large embedded corpus when none is at hand (the research note's fallback):
+    ``components`` centres on the unit sphere, each with its own random covariance whose
+    spectrum decays like ``1/i`` (so a few directions dominate, as in sentence embeddings), and
+    every sample normalised like a MiniLM embedding. Deterministic in ``seed``.
+    """
+    check_int_in_range("num", num, 1)
+    check_int_in_range("dim", dim, 2)
+    check_int_in_range("components", components, 1)
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.nn.functional.normalize(
+        torch.randn(components, dim, generator=generator), dim=1
+    )
+    scales = 0.5 / torch.arange(1, dim + 1, dtype=torch.float32).sqrt()
+    bases = torch.linalg.qr(torch.randn(components, dim, dim, generator=generator)).Q
+    component = torch.randint(0, components, (num,), generator=generator)
+    local = torch.randn(num, dim, generator=generator) * scales
+    points = centres[component].clone()
+    for index in range(components):
+        members = component == index
+        points[members] += local[members] @ bases[index].T
+    return torch.nn.functional.normalize(points, dim=1), component
 
 
 def parse_corpus_yaml(text: str, path: str = "<string>") -> dict[str, list]:

@@ -72,6 +72,13 @@ class TrainConfig:
     checkpoint_every: int = field(
         default=500, metadata={"help": "steps between checkpoints when an output dir is given"}
     )
+    batch_by_label: bool = field(
+        default=False,
+        metadata={
+            "help": "keep label groups together in the batch order, so that every anchor of the"
+            " supervised contrastive term has its positives in its batch (needs labels)"
+        },
+    )
     multi_topk_weight: float = field(
         default=0.125, metadata={"help": "weight of the reconstruction at 4k (Multi-TopK)"}
     )
@@ -142,6 +149,25 @@ def recipe(name: str, **overrides) -> TrainConfig:
     return TrainConfig(**{**RECIPES[name], **overrides})
 
 
+def epoch_order(n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    """The order in which one epoch visits the ``n`` examples.
+
+    Without ``labels``, a random permutation. With them, the label groups in random order, each
+    group's members contiguous and in random order, so that consecutive batches hold whole groups
+    (a group is split only where a batch boundary falls inside it). With random batches, most
+    anchors of a retrieval task (groups of two or three texts) have no positive in their batch.
+    """
+    shuffle = torch.randperm(n, generator=generator)
+    if labels is None:
+        return shuffle
+    _, group = torch.unique(labels, return_inverse=True)
+    group_rank = torch.randperm(int(group.max()) + 1, generator=generator)[group]
+    # Sort by (rank of the example's group, a random tie-break within the group).
+    tie_break = torch.empty(n, dtype=torch.long)
+    tie_break[shuffle] = torch.arange(n)
+    return torch.argsort(group_rank * n + tie_break)
+
+
 @dataclass
 class TrainResult:
     model: SparseAutoencoder
@@ -204,6 +230,8 @@ def train(
             "the supervised contrastive loss needs labels; pass labels or use a config with "
             "loss.contrastive='self' or 'none' (recipe 'csr' / 'csr+anneal')"
         )
+    if config.batch_by_label and labels is None:
+        raise ValueError("batch_by_label=True needs labels to group the batches by, got none")
     hidden = config.hidden_for(d_in)
     device = pick_device(config.device)
     seed_everything(config.seed)
@@ -244,8 +272,10 @@ def train(
     for step in bar:
         epoch, position = divmod(step, steps_per_epoch)
         if order is None or position == 0:
-            order = torch.randperm(
-                n, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+            order = epoch_order(
+                n,
+                labels if config.batch_by_label else None,
+                torch.Generator().manual_seed(config.seed * 1_000_003 + epoch),
             ).to(device)
         batch = order[position * config.batch_size : (position + 1) * config.batch_size]
         k = (
