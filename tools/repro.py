@@ -1,9 +1,10 @@
 """Run every package's quick reproduction and write reports/REPORT.md.
 
-    uv run tools/repro.py [--full] [--out reports] [--only faro csrv2 ...]
+    uv run tools/repro.py [--full] [--out reports] [--only faro csrv2 ...] [--jobs 2]
 
 Each package that has ``<import_name>.repro.run(out_dir, quick)`` is run into
-``<out>/<package>/``; REPORT.md gathers their claims tables and figures. A claim that does not
+``<out>/<package>/``, two packages at a time by default (each in its own process, torch on one
+thread each); REPORT.md gathers their claims tables and figures. A claim that does not
 hold is reported, not treated as an error: the exit status is non-zero only when a package's
 reproduction crashes.
 """
@@ -12,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import multiprocessing
+import os
 import sys
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _workspace import ROOT, members
@@ -22,42 +26,72 @@ from _workspace import ROOT, members
 from kernelkit.io import atomic_write_text
 
 
+def _run_one(import_name: str, dist_name: str, out: Path, quick: bool) -> dict:
+    """Run one package's reproduction (in a worker process); what the summary needs of it."""
+    try:
+        module = importlib.import_module(f"{import_name}.repro")
+    except ModuleNotFoundError as err:
+        if err.name not in (import_name, f"{import_name}.repro"):
+            raise
+        return {"skipped": True}
+    start = time.perf_counter()
+    try:
+        report = module.run(out / dist_name, quick=quick)
+    except Exception:
+        return {"crashed": traceback.format_exc()}
+    return {
+        "elapsed": time.perf_counter() - start,
+        "summary": report.summary(),
+        "markdown": report.to_markdown(relative_to=out),
+        "counts": report.counts(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="full mode instead of quick")
     parser.add_argument("--out", type=Path, default=ROOT / "reports", help="output directory")
     parser.add_argument("--only", nargs="+", default=None, help="distribution names to run")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="packages run at once, each in its own process (default: 2; every repro pins torch "
+        "to one thread, so one job per core)",
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
 
     selected = [m for m in members() if args.only is None or m.dist_name in args.only]
     if args.only is not None and len(selected) != len(set(args.only)):
         unknown = sorted(set(args.only) - {m.dist_name for m in selected})
         parser.error(f"--only names unknown packages: {', '.join(unknown)}")
 
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = [
+            pool.submit(_run_one, m.import_name, m.dist_name, args.out, not args.full)
+            for m in selected
+        ]
+        for m, future in zip(selected, futures, strict=True):
+            future.add_done_callback(lambda done, name=m.dist_name: _announce(name, done))
+        results = [future.result() for future in futures]
+
     sections, crashed, status_rows = [], [], []
-    for m in selected:
-        try:
-            module = importlib.import_module(f"{m.import_name}.repro")
-        except ModuleNotFoundError as err:
-            if err.name not in (m.import_name, f"{m.import_name}.repro"):
-                raise
-            print(f"{m.dist_name}: no repro module, skipped")
+    for m, result in zip(selected, results, strict=True):
+        if result.get("skipped"):
             continue
-        start = time.perf_counter()
-        try:
-            report = module.run(args.out / m.dist_name, quick=not args.full)
-        except Exception:
+        if "crashed" in result:
             crashed.append(m.dist_name)
-            print(f"{m.dist_name}: CRASHED", file=sys.stderr)
-            traceback.print_exc()
             sections.append(
                 f"## {m.dist_name}\n\nThe reproduction crashed; see the console output.\n"
             )
             continue
-        elapsed = time.perf_counter() - start
-        print(f"{report.summary()} ({elapsed:.0f} s)")
-        sections.append(report.to_markdown(relative_to=args.out))
-        status_rows.append(_status_row(m.dist_name, report.counts(), elapsed))
+        sections.append(result["markdown"])
+        status_rows.append(_status_row(m.dist_name, result["counts"], result["elapsed"]))
+    print(f"all reproductions: {time.perf_counter() - started:.0f} s wall, {args.jobs} jobs")
 
     mode = "full" if args.full else "quick"
     document = "\n".join(
@@ -80,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / "REPORT.md", document)
     print(f"wrote {args.out / 'REPORT.md'}")
     return 1 if crashed else 0
+
+
+def _announce(name: str, done) -> None:
+    result = done.result()
+    if result.get("skipped"):
+        print(f"{name}: no repro module, skipped")
+    elif "crashed" in result:
+        print(f"{name}: CRASHED\n{result['crashed']}", file=sys.stderr)
+    else:
+        print(f"{result['summary']} ({result['elapsed']:.0f} s)", flush=True)
 
 
 def _status_row(package: str, counts: dict[str, dict[str, int]], seconds: float) -> str:
