@@ -268,3 +268,55 @@ def test_cli_train_encode_index_search_eval(tmp_path, capsys):
     assert metrics["mean_l0"] <= 2 and 0 <= metrics["dead_latent_pct"] <= 100
     with pytest.raises(SystemExit):
         main(["train", *args, "--out", str(tmp_path / "bad"), "--contrastive", "bogus"])
+
+
+def test_epoch_order_keeps_label_groups_together():
+    from csrv2.training import epoch_order
+
+    labels = torch.tensor([5, 1, 5, 9, 1, 1, 9, 7])
+    order = epoch_order(8, labels, torch.Generator().manual_seed(0))
+    assert sorted(order.tolist()) == list(range(8))
+    grouped = labels[order].tolist()
+    # Each label appears as one contiguous run.
+    runs = [value for i, value in enumerate(grouped) if i == 0 or grouped[i - 1] != value]
+    assert sorted(runs) == sorted(set(grouped))
+    # Deterministic in the generator, different across epochs' generators.
+    again = epoch_order(8, labels, torch.Generator().manual_seed(0))
+    assert torch.equal(order, again)
+    plain = epoch_order(8, None, torch.Generator().manual_seed(0))
+    assert sorted(plain.tolist()) == list(range(8))
+
+
+def test_batch_by_label_needs_labels_and_trains():
+    from csrv2.training import TrainConfig, train
+
+    x = torch.nn.functional.normalize(
+        torch.randn(64, 16, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    with pytest.raises(ValueError, match="batch_by_label=True needs labels"):
+        train(
+            x,
+            None,
+            TrainConfig(k=2, hidden=32, contrastive="self", batch_by_label=True, epochs=1),
+            show_progress=False,
+        )
+    labels = torch.arange(64) // 2
+    result = train(
+        x,
+        labels,
+        TrainConfig(k=2, hidden=32, batch_by_label=True, epochs=2, batch_size=16),
+        show_progress=False,
+    )
+    assert len(result.history) == 8
+
+
+def test_gaussian_mixture_embeddings_are_unit_norm_and_seeded():
+    from csrv2.data import gaussian_mixture_embeddings
+
+    x, component = gaussian_mixture_embeddings(500, dim=24, components=5, seed=3)
+    assert x.shape == (500, 24) and component.shape == (500,)
+    assert torch.allclose(x.norm(dim=1), torch.ones(500), atol=1e-5)
+    assert set(component.tolist()) <= set(range(5))
+    assert torch.equal(x, gaussian_mixture_embeddings(500, dim=24, components=5, seed=3)[0])
+    with pytest.raises(ValueError, match="num must be >= 1"):
+        gaussian_mixture_embeddings(0)

@@ -137,3 +137,22 @@ def test_bad_inputs(graphs, rounds, error, match):
 def test_round_out_of_range():
     with pytest.raises(ValueError, match=r"round must be an int in \[0, 1\]"):
         refine([nx.path_graph(3)], 1).num_classes(2)
+
+
+@pytest.mark.parametrize(
+    ("edge_index", "x", "error", "match"),
+    [
+        ([[0, 1], [1, -1]], None, ValueError, r"node ids in \[0, 2\].*from -1"),
+        ([[0, 1], [1, 5]], None, ValueError, r"node ids in \[0, 2\].*to 5"),
+        ([[0.0, 1.0], [1.0, 2.0]], None, TypeError, "integer dtype"),
+        ([[0, 1, 2]], None, ValueError, r"shape \(2, E\)"),
+        ([[0, 1], [1, 2]], [[1.0], [float("nan")], [0.0]], ValueError, "must be finite"),
+    ],
+)
+def test_pyg_graphs_with_bad_edges_or_features_are_refused(edge_index, x, error, match):
+    from torch_geometric.data import Data
+
+    features = torch.ones(3, 1) if x is None else torch.tensor(x)
+    graph = Data(x=features, edge_index=torch.tensor(edge_index), num_nodes=3)
+    with pytest.raises(error, match=match):
+        refine([graph], 2)

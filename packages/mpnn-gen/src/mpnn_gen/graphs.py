@@ -85,9 +85,43 @@ def _symmetrise(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
     return torch.stack([key // max(num_nodes, 1), key % max(num_nodes, 1)])
 
 
+def _check_pyg_graph(index: int, graph, use_features: bool) -> None:
+    """A clear error for what would otherwise wrap around, crash deep in the refinement, or be
+    hashed into colours silently: non-integer or out-of-range edge indices, NaN/inf features."""
+    name = f"graphs[{index}]"
+    edge_index = graph.edge_index
+    if edge_index is None:
+        return
+    if not isinstance(edge_index, torch.Tensor):
+        raise TypeError(
+            f"{name}.edge_index must be a torch.Tensor, got {type(edge_index).__name__}"
+        )
+    if edge_index.dtype.is_floating_point or edge_index.dtype in (torch.bool, torch.complex64):
+        raise TypeError(
+            f"{name}.edge_index must have an integer dtype (node ids), got {edge_index.dtype}"
+        )
+    if edge_index.ndim != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"{name}.edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
+    num_nodes = int(graph.num_nodes)
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(
+            f"{name}.edge_index must hold node ids in [0, {num_nodes - 1}] "
+            f"(num_nodes={num_nodes}), got values from {int(edge_index.min())} to "
+            f"{int(edge_index.max())}"
+        )
+    x = getattr(graph, "x", None)
+    finite = not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() == 0
+    if use_features and not finite and not bool(torch.isfinite(x).all()):
+        raise ValueError(
+            f"{name}.x must be finite: NaN or inf features would be hashed into colours"
+        )
+
+
 def _from_pyg(graphs: Sequence, use_features: bool) -> GraphBatch:
     from torch_geometric.data import Batch
 
+    for index, graph in enumerate(graphs):
+        _check_pyg_graph(index, graph, use_features)
     merged = Batch.from_data_list(list(graphs))
     num_nodes = int(merged.num_nodes)
     labels = (
