@@ -19,6 +19,7 @@ from semola import (
     equivariance_loss,
     so2_generator,
     so3_generators,
+    trace_norm,
 )
 
 from kernelkit.testing import assert_close
@@ -249,3 +250,35 @@ def test_bad_inputs_raise_clear_errors(call, error, match):
 def test_action_rejects_group_elements_of_the_wrong_size():
     with pytest.raises(ValueError, match=r"g must have shape \(batch, dim, dim\) = \(4, 2, 2\)"):
         VectorAction(2)(torch.eye(3).expand(4, 3, 3), torch.randn(4, 5, 2))
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "match"),
+    [
+        (torch.ones(4, 3, dtype=torch.long), TypeError, "floating-point dtype"),
+        (torch.tensor([[1.0, float("nan"), 0.0]]), ValueError, "must be finite"),
+        (torch.tensor([[1.0, float("inf"), 0.0]]), ValueError, "must be finite"),
+    ],
+)
+def test_augmenter_refuses_integer_or_non_finite_data(x, error, match):
+    # Integer data used to come back "rotated" and truncated, NaN data as NaN views.
+    with pytest.raises(error, match=match):
+        LieAugmenter(3)(x)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (torch.ones(3, 3), None, None),
+        (torch.ones(2, 3), ValueError, "square matrices"),
+        (torch.ones(3), ValueError, "square matrices"),
+        (torch.ones(2, 2, dtype=torch.long), TypeError, "floating-point"),
+        (torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), ValueError, "must be finite"),
+    ],
+)
+def test_trace_norm_checks_its_input(value, error, match):
+    if error is None:
+        assert float(trace_norm(value)) == pytest.approx(3**0.5)
+    else:
+        with pytest.raises(error, match=match):
+            trace_norm(value)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from kernelkit.validation import check_floating, check_ndim, check_tensor
+from kernelkit.validation import check_finite, check_floating, check_ndim, check_tensor
 
 __all__ = ["CallableAction", "GroupAction", "ImageAction", "VectorAction"]
 
@@ -52,12 +52,16 @@ class VectorAction(GroupAction):
     """g acts linearly on the last axis: data ``(B, ..., d)``, e.g. points, velocities, features."""
 
     def check_data(self, name: str, x: torch.Tensor) -> None:
+        """Floating, finite ``(batch, ..., dim)`` data: integer data would be rotated and then
+        truncated, and NaN would spread into every view, so both raise."""
         super().check_data(name, x)
         if x.ndim < 2 or x.shape[-1] != self.dim:
             raise ValueError(
                 f"{name} must have shape (batch, ..., {self.dim}) for VectorAction(dim={self.dim}),"
                 f" got {tuple(x.shape)}"
             )
+        check_floating(name, x)
+        check_finite(name, x)
 
     def _apply(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(x.shape[0], -1, self.dim)
@@ -88,6 +92,7 @@ class ImageAction(GroupAction):
         super().check_data(name, x)
         check_ndim(name, x, 4)
         check_floating(name, x)
+        check_finite(name, x)
 
     def _apply(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         inverse = torch.linalg.inv(g.to(x.dtype))

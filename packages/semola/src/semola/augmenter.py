@@ -31,7 +31,23 @@ Distribution = Literal["uniform", "gaussian"]
 
 
 def trace_norm(generators: torch.Tensor) -> torch.Tensor:
-    """``sqrt(tr(L^T L) / d)`` of each ``d x d`` matrix in ``(..., d, d)``."""
+    """``sqrt(tr(L^T L) / d)`` of each ``d x d`` matrix in ``(..., d, d)``.
+
+    Raises for anything but a floating, finite stack of square matrices (NaN is an error, not a
+    value to propagate: a NaN generator has no norm to normalise by).
+    """
+    check_tensor("generators", generators)
+    check_floating("generators", generators)
+    if generators.ndim < 2 or generators.shape[-1] != generators.shape[-2]:
+        raise ValueError(
+            f"generators must have shape (..., d, d) (square matrices), got {tuple(generators.shape)}"
+        )
+    check_finite("generators", generators)
+    return _trace_norm(generators)
+
+
+def _trace_norm(generators: torch.Tensor) -> torch.Tensor:
+    # The unchecked form for the augmenter's own, already valid, generators (every step).
     dim = generators.shape[-1]
     return torch.sqrt((generators**2).sum(dim=(-2, -1)) / dim)
 
@@ -137,7 +153,7 @@ class LieAugmenter(nn.Module):
                     f"init (the generators) must have shape (num_generators, dim, dim) = {shape}, got {tuple(init.shape)}"
                 )
         init = init.detach().to(torch.float32) * self.mask
-        norms = trace_norm(init)
+        norms = _trace_norm(init)
         if bool((norms == 0).any()):
             raise ValueError(
                 "init has an all-zero generator (after masking); generators must be non-zero"
@@ -165,7 +181,7 @@ class LieAugmenter(nn.Module):
         if self.normalize:
             generators = (
                 generators
-                * (self.init_norm / trace_norm(generators).clamp_min(1e-12))[:, None, None]
+                * (self.init_norm / _trace_norm(generators).clamp_min(1e-12))[:, None, None]
             )
         return generators
 
