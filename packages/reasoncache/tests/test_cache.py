@@ -320,3 +320,35 @@ def test_gradient_checkpointing_with_unsupported_attention_is_refused():
     query = tokenizer(QUERIES[:1], return_tensors="pt", add_special_tokens=False)
     with pytest.raises(RuntimeError, match="attn_implementation"):
         forward_with_cache(model, cache, query.input_ids)
+
+
+@pytest.mark.parametrize(
+    ("ids", "error", "match"),
+    [
+        (torch.tensor([[1, 2, 10_000]]), ValueError, r"token ids in \[0, 383\].*to 10000"),
+        (torch.tensor([[1, -1]]), ValueError, r"token ids in \[0, 383\]"),
+        (torch.tensor([[1.0, 2.0]]), TypeError, "integer token ids"),
+        (torch.zeros(1, 0, dtype=torch.long), ValueError, "non-empty 2-D"),
+        (torch.zeros(0, 3, dtype=torch.long), ValueError, "non-empty 2-D"),
+    ],
+)
+def test_forward_with_cache_checks_token_ids(lm, ids, error, match):
+    model, _ = lm
+    cache = ReasonCache(model, ReasonCacheConfig(num_slots=2))
+    with pytest.raises(error, match=match):
+        forward_with_cache(model, cache, ids)
+
+
+def test_mask_and_rotation_arguments_are_checked():
+    from reasoncache import extend_attention_mask
+
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="num_slots must be >= 0, got -2"):
+        extend_attention_mask(None, ids, -2)
+    inv_freq = torch.ones(3)
+    with pytest.raises(ValueError, match="even, non-zero head_dim"):
+        rotate_keys(torch.ones(2, 5), 1, inv_freq)
+    with pytest.raises(ValueError, match=r"inv_freq must have shape \(2,\)"):
+        rotate_keys(torch.ones(2, 4), 1, inv_freq)
+    with pytest.raises(TypeError, match="shift must be an int"):
+        rotate_keys(torch.ones(2, 6), 1.5, inv_freq)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from kernelkit.io import ArtifactError, load_artifact, save_artifact
+from kernelkit.validation import check_floating, check_tensor
 
 __all__ = [
     "CacheMismatchError",
@@ -213,6 +214,21 @@ def rotate_keys(keys: torch.Tensor, shift: int, inv_freq: torch.Tensor) -> torch
     ``R(shift) R(p) k = R(p + shift) k`` exactly: a key rotated for position ``p`` becomes the key
     rotated for ``p + shift``.
     """
+    check_tensor("keys", keys)
+    check_floating("keys", keys)
+    if isinstance(shift, bool) or not isinstance(shift, int):
+        raise TypeError(f"shift must be an int (positions), got {type(shift).__name__} ({shift!r})")
+    head_dim = keys.shape[-1] if keys.dim() else 0
+    if head_dim % 2 or head_dim == 0:
+        raise ValueError(
+            f"keys must end in an even, non-zero head_dim (RoPE rotates pairs), got shape "
+            f"{tuple(keys.shape)}"
+        )
+    if tuple(inv_freq.shape) != (head_dim // 2,):
+        raise ValueError(
+            f"inv_freq must have shape ({head_dim // 2},) for head_dim {head_dim}, got "
+            f"{tuple(inv_freq.shape)}"
+        )
     if shift == 0:
         return keys
     angles = shift * inv_freq.to(device=keys.device, dtype=torch.float64)

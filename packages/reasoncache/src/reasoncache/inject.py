@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from kernelkit.validation import check_int_in_range, check_tensor
 from reasoncache.cache import CacheMismatchError, ReasonCache, model_fingerprint
 
 __all__ = [
@@ -81,6 +82,7 @@ def extend_attention_mask(
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else input_ids
         raise ValueError(f"input_ids must be a 2-D [batch, seq] tensor, got {shape!r}")
+    check_int_in_range("num_slots", num_slots, 0)
     batch, length = input_ids.shape
     if attention_mask is None:
         attention_mask = torch.ones(batch, length, dtype=torch.long, device=input_ids.device)
@@ -202,6 +204,26 @@ def _checkpointed_forward(
     return _original(model, "forward")(input_ids=input_ids, use_cache=False, **kwargs)
 
 
+def _check_token_ids(model: Any, input_ids: Any) -> None:
+    """Token ids as the model's embedding expects them, with an error that says which rule broke
+    (otherwise torch raises a bare IndexError or dtype error deep inside the embedding)."""
+    check_tensor("input_ids", input_ids)
+    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(
+            "input_ids must be a non-empty 2-D [batch, seq] tensor of token ids, got shape "
+            f"{tuple(input_ids.shape)}"
+        )
+    vocab = model.get_input_embeddings().num_embeddings
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= vocab:
+        raise ValueError(
+            f"input_ids must be token ids in [0, {vocab - 1}] (the model's vocabulary), got values "
+            f"from {low} to {high}"
+        )
+
+
 def _prepare(
     model: Any,
     reason_cache: ReasonCache,
@@ -210,6 +232,7 @@ def _prepare(
     kwargs: dict[str, Any],
 ) -> dict[str, Any]:
     _check_compatible(model, reason_cache)
+    _check_token_ids(model, input_ids)
     for keyword in _CACHE_KEYWORDS:
         if kwargs.get(keyword) is not None:
             raise ValueError(
