@@ -121,3 +121,20 @@ def test_clean_ece_uses_the_clean_outcomes():
     row = evaluate(model, biased)
     assert row["clean_ece"] != pytest.approx(row["ece"])
     assert row["clean_accuracy"] != pytest.approx(row["accuracy"])
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "outcomes", "match"),
+    [
+        ([0.2, float("nan")], [0.0, 1.0], "probabilities must be finite"),
+        ([], [], "must not be empty"),
+        ([0.2, 0.4], [0.0, 2.0], "outcomes must be 0 or 1, got 2.0"),
+        ([0.2, 0.4], [0.0, float("nan")], "outcomes must be finite"),
+        ([0.2, 1.4], [0.0, 1.0], r"lie in \[0, 1\]"),
+    ],
+)
+def test_calibration_metrics_refuse_nan_empty_and_non_binary_input(probabilities, outcomes, match):
+    p, y = torch.tensor(probabilities, dtype=torch.float64), torch.tensor(outcomes)
+    for metric in (expected_calibration_error, brier_score):
+        with pytest.raises(ValueError, match=match):
+            metric(p, y)

@@ -8,23 +8,46 @@ import torch
 
 from faro.constraints import Constraint
 from faro.scoring import PairScores, score_pairs
-from kernelkit.validation import check_floating, check_int_in_range, check_ndim, check_same_shape
+from kernelkit.validation import (
+    check_finite,
+    check_floating,
+    check_int_in_range,
+    check_ndim,
+    check_same_shape,
+    check_tensor,
+)
 
 __all__ = ["brier_score", "evaluate", "expected_calibration_error"]
+
+
+def _check_probabilities_and_outcomes(probabilities: torch.Tensor, outcomes: torch.Tensor) -> None:
+    """Non-empty 1-D finite probabilities in [0, 1] and outcomes in {0, 1}: a NaN probability or
+    label is an error, never a value to average."""
+    check_floating("probabilities", probabilities)
+    check_ndim("probabilities", probabilities, 1)
+    check_tensor("outcomes", outcomes)
+    check_same_shape("probabilities", probabilities, "outcomes", outcomes)
+    if probabilities.numel() == 0:
+        raise ValueError("probabilities must not be empty, got shape (0,)")
+    check_finite("probabilities", probabilities)
+    if bool(((probabilities < 0) | (probabilities > 1)).any()):
+        raise ValueError(
+            f"probabilities must lie in [0, 1], got values from {float(probabilities.min())} to "
+            f"{float(probabilities.max())}"
+        )
+    if outcomes.is_floating_point():
+        check_finite("outcomes", outcomes)
+    if not bool(((outcomes == 0) | (outcomes == 1)).all()):
+        bad = outcomes[(outcomes != 0) & (outcomes != 1)][0].item()
+        raise ValueError(f"outcomes must be 0 or 1, got {bad!r}")
 
 
 def expected_calibration_error(
     probabilities: torch.Tensor, outcomes: torch.Tensor, *, num_bins: int = 10
 ) -> float:
     """ECE with ``num_bins`` equal-width bins: ``sum_b (n_b / n) |mean(y_b) - mean(p_b)|``."""
-    check_floating("probabilities", probabilities)
-    check_ndim("probabilities", probabilities, 1)
-    check_same_shape("probabilities", probabilities, "outcomes", outcomes)
+    _check_probabilities_and_outcomes(probabilities, outcomes)
     check_int_in_range("num_bins", num_bins, 1)
-    if probabilities.numel() == 0:
-        raise ValueError("probabilities must not be empty")
-    if bool(((probabilities < 0) | (probabilities > 1)).any()):
-        raise ValueError("probabilities must lie in [0, 1]")
     bins = (probabilities * num_bins).long().clamp_max(num_bins - 1)
     confidence = torch.zeros(num_bins, dtype=torch.float64).index_add(
         0, bins, probabilities.double()
@@ -35,8 +58,7 @@ def expected_calibration_error(
 
 def brier_score(probabilities: torch.Tensor, outcomes: torch.Tensor) -> float:
     """Mean squared error of the probabilities against 0/1 outcomes."""
-    check_floating("probabilities", probabilities)
-    check_same_shape("probabilities", probabilities, "outcomes", outcomes)
+    _check_probabilities_and_outcomes(probabilities, outcomes)
     return float(((probabilities.double() - outcomes.double()) ** 2).mean())
 
 
