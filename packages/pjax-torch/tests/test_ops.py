@@ -291,3 +291,22 @@ def test_bad_inputs_raise_clear_errors():
         cross_entropy.project(a, torch.zeros(3))
     with pytest.raises(ValueError, match="lam must be a positive number"):
         cross_entropy.project(a, torch.zeros(3, dtype=torch.long), lam=-1.0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_projections_refuse_non_finite_input(bad):
+    from pjax_torch.ops import bilinear, max, sum_relu
+
+    x = torch.ones(2, 3, dtype=torch.float64)
+    z = torch.ones(2, dtype=torch.float64)
+    poisoned = x.clone()
+    poisoned[0, 1] = bad
+    for project in (max.project, sum_relu.project):
+        with pytest.raises(ValueError, match="must be finite"):
+            project(poisoned, z)
+        with pytest.raises(ValueError, match="output must be finite"):
+            project(x, torch.tensor([1.0, bad], dtype=torch.float64))
+    with pytest.raises(ValueError, match="a must be finite"):
+        bilinear.project(poisoned, x, z)
+    with pytest.raises(ValueError, match="b must be finite"):
+        bilinear.project(x, poisoned, z)

@@ -1,4 +1,9 @@
-"""Shared pieces of the projection operators: the result type and argument checks."""
+"""Shared pieces of the projection operators: the result type and argument checks.
+
+NaN policy: every operator's ``project`` raises ``ValueError`` on NaN or infinite inputs. A
+projection of a non-finite point has no meaning (the nearest point of a set to NaN), and letting
+it through turned NaN into NaN points or, where a branch compared it, silently into a finite one.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from kernelkit.validation import check_floating, check_same_shape
+from kernelkit.validation import check_finite, check_floating, check_same_shape
 
 
 class Projection(NamedTuple):
@@ -58,6 +63,8 @@ def check_reduced(name: str, value: torch.Tensor, output: torch.Tensor) -> None:
         raise TypeError(
             f"{name} and output must share a dtype, got {value.dtype} and {output.dtype}"
         )
+    check_finite(name, value)
+    check_finite("output", output)
 
 
 def check_elementwise(name: str, value: torch.Tensor, output: torch.Tensor) -> None:
@@ -68,3 +75,5 @@ def check_elementwise(name: str, value: torch.Tensor, output: torch.Tensor) -> N
         raise TypeError(
             f"{name} and output must share a dtype, got {value.dtype} and {output.dtype}"
         )
+    check_finite(name, value)
+    check_finite("output", output)

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from kernelkit.validation import check_floating
+from kernelkit.validation import check_finite, check_floating
 from pjax_torch.ops._common import Projection, check_weight
 
 # Roots closer than this to ±1 are treated as the closed-form face t = ±1 (error O(FACE_GAP)).
@@ -168,6 +168,8 @@ def project(
     check_floating("a", a)
     check_floating("b", b)
     check_floating("output", output)
+    for name, value in (("a", a), ("b", b), ("output", output)):
+        check_finite(name, value)
     if a.shape != b.shape:
         raise ValueError(
             f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
