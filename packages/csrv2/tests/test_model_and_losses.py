@@ -299,3 +299,16 @@ def test_training_fast_paths_match_the_dense_loss(tied):
     total.backward()
     for name, p in head.named_parameters():
         assert_close(fast[name], p.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_encode_accepts_other_floating_dtypes(dtype):
+    # float16 input used to fail with a bare dtype-mismatch RuntimeError inside F.linear.
+    from csrv2 import SparseAutoencoder
+
+    head = SparseAutoencoder(8, 32, 2)
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    expected = head.encode(x.to(dtype).float())
+    got = head.encode(x.to(dtype))
+    assert torch.equal(got.indices, expected.indices)
+    assert torch.allclose(got.values, expected.values)

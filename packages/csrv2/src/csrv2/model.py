@@ -118,8 +118,14 @@ class SparseAutoencoder(nn.Module):
     # -- forward pieces ------------------------------------------------------------------------
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """``W_enc (x - b_pre) + b_lat`` for ``x[N, d_in]``: ``[N, hidden]``."""
+        """``W_enc (x - b_pre) + b_lat`` for ``x[N, d_in]``: ``[N, hidden]``.
+
+        Floating ``x`` of another dtype than the head (float16 or bfloat16 embeddings from a
+        half-precision backbone, float64) is cast to the head's dtype first.
+        """
         check_embeddings("x", x, self.d_in)
+        if x.dtype != self.encoder.weight.dtype:
+            x = x.to(self.encoder.weight.dtype)
         if torch.is_grad_enabled() and not x.requires_grad and not x.is_inference():
             # Same value as below; written as x W^T + (b_lat - W b_pre) so that training on
             # fixed embeddings skips the [N, hidden] x [hidden, d_in] product for x's gradient,
