@@ -221,3 +221,13 @@ def test_block_average_pairs_follow_any_partition():
 def test_bad_input_parts_raise():
     with pytest.raises(ValueError, match="input_parts must be >= 1 and <= 4"):
         compress(MLP([4, 20, 1]), 3, input_parts=5)
+
+
+@pytest.mark.parametrize("shape", [(10, 5), (10,), (0, 4)])
+def test_compress_refuses_inputs_of_the_wrong_width(shape):
+    # A wrong width used to surface as a bare size-mismatch RuntimeError.
+    from densenet_limits import DenseMLP, compress
+
+    model = DenseMLP([4, 16, 1], 2.0)
+    with pytest.raises(ValueError, match=r"inputs must have shape \(samples >= 1, 4\)"):
+        compress(model, 4, inputs=torch.rand(shape))

@@ -281,6 +281,12 @@ def compress(
         inputs = torch.rand(samples, layers[0][0].shape[1], generator=generator)
     else:
         check_floating("inputs", inputs)
+        d0 = layers[0][0].shape[1]
+        if inputs.ndim != 2 or inputs.shape[1] != d0 or inputs.shape[0] == 0:
+            raise ValueError(
+                f"inputs must have shape (samples >= 1, {d0}) (the network's input width), got "
+                f"{tuple(inputs.shape)}"
+            )
         check_finite("inputs", inputs)
     input_labels = None
     if input_parts is not None:
