@@ -196,3 +196,10 @@ def test_items_without_a_sequence_axis_are_rejected():
         exclusive_prefix(matrix_product, torch.randn(4), torch.zeros(()))
     with pytest.raises(TypeError, match=r"items must be a torch\.Tensor"):
         exclusive_prefix(matrix_product, [1.0, 2.0], torch.zeros(()))
+
+
+@pytest.mark.parametrize("scan", [exclusive_prefix, left_fold_prefix, online_prefix])
+def test_scans_refuse_a_missing_aggregator(scan):
+    # exclusive_prefix(None, ...) used to fail with "'NoneType' object is not callable".
+    with pytest.raises(TypeError, match="agg must be a callable aggregator"):
+        scan(None, torch.zeros(1, 3, 2), torch.zeros(2))

@@ -65,6 +65,13 @@ class ScanCounts:
     calls: int = 0
 
 
+def _check_aggregator(agg: object) -> None:
+    if not callable(agg):
+        raise TypeError(
+            f"agg must be a callable aggregator agg(older, newer), got {type(agg).__name__}"
+        )
+
+
 def _check_items(items: object, identity: object) -> tuple[torch.Tensor, torch.Tensor]:
     items = check_tensor("items", items)
     identity = check_tensor("identity", identity)
@@ -134,6 +141,7 @@ def exclusive_prefix(
     odd multiples of ``2^k``. Work is ``2n - popcount(n)`` pairs (the same pairs the streaming
     scanner computes), depth ``2 floor(log2 n) + 1`` batched calls. Differentiable.
     """
+    _check_aggregator(agg)
     items, identity = _check_items(items, identity)
     counts = counts if counts is not None else ScanCounts()
     batch, n = items.shape[:2]
@@ -177,8 +185,7 @@ class OnlineScanner:
     """
 
     def __init__(self, agg: Aggregator, identity: torch.Tensor) -> None:
-        if not callable(agg):
-            raise TypeError(f"agg must be callable, got {type(agg).__name__}")
+        _check_aggregator(agg)
         self.agg = agg
         self.identity = check_tensor("identity", identity)
         self.roots: list[tuple[int, torch.Tensor]] = []
@@ -257,6 +264,7 @@ def online_prefix(
     Returns the exclusive prefixes ``(B, n, *S)``, the final state ``(B, *S)`` and the scanner
     (for its counters); the streaming counterpart of ``exclusive_prefix(..., return_final=True)``.
     """
+    _check_aggregator(agg)
     items, identity = _check_items(items, identity)
     scanner = OnlineScanner(agg, identity)
     if items.shape[1] == 0:
@@ -274,6 +282,7 @@ def left_fold_prefix(
     A different parenthesisation from the tree; it equals :func:`exclusive_prefix` only up to
     rounding, and only when ``agg`` is associative with ``e`` neutral.
     """
+    _check_aggregator(agg)
     items, identity = _check_items(items, identity)
     state = identity.expand(items.shape[0], *identity.shape)
     before = []
