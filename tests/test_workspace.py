@@ -190,3 +190,37 @@ def test_third_party_imports_are_declared(m: Member):
             if not providers & declared:
                 undeclared.add(f"{module} (in {path.name})")
     assert not undeclared, f"{m.dist_name} imports undeclared packages: {sorted(undeclared)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("m", members(), ids=lambda m: m.dist_name)
+def test_python_dash_m_runs_the_cli(m: Member):
+    """``python -m <pkg> --help`` runs the console script's parser (``<pkg>/__main__.py``)."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", m.import_name, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:"), result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["faro.cli", "mpnn_gen.cli", "reasoncache.cli"])
+def test_cli_modules_run_under_python_dash_m(module):
+    """These three ``cli`` modules had no ``__main__`` guard: ``python -m faro.cli train ...``
+    (and so ``accelerate launch -m faro.cli``) exited 0 having done nothing."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.strip(), (result.stdout, result.stderr)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faro import __version__
 from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
 from kernelkit.io import atomic_write_text
 from kernelkit.testing import tiny_sequence_classifier
@@ -258,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faro", description="Fairness-aware reward optimisation (ProxyGDA)."
     )
+    parser.add_argument("--version", action="version", version=f"faro {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     train = subparsers.add_parser("train", help="train a reward model under a fairness constraint")
     add_dataclass_arguments(train, TrainCommand)
@@ -284,3 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from mpnn_gen import __version__
 
 __all__ = ["BoundsConfig", "WLConfig", "main"]
 
@@ -116,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mpnn_gen import bench, repro
 
     parser = argparse.ArgumentParser(prog="mpnn-gen", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mpnn-gen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     wl = sub.add_parser("wl", help="1-WL colours and classes for an offline data set")
     add_dataclass_arguments(wl, WLConfig)
@@ -130,3 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_repro_and_bench(sub, package="mpnn-gen", repro_run=repro.run, bench_run=bench.run)
     args = parser.parse_args(argv)
     return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

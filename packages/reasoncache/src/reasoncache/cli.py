@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
-from reasoncache import bench, repro
+from reasoncache import __version__, bench, repro
 from reasoncache.baselines import (
     DEFAULT_LORA_TARGETS,
     CacheMethod,
@@ -169,6 +170,7 @@ def _add_demonstration_arguments(parser: argparse.ArgumentParser, help_text: str
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reasoncache", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"reasoncache {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -232,3 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_repro_and_bench(commands, package="reasoncache", repro_run=repro.run, bench_run=bench.run)
     args = parser.parse_args(argv)
     return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
