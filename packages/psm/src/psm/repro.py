@@ -4,9 +4,9 @@
     for bit in float64, and the associative operators' ``linear_scan`` path equals the tree;
 (b) scaling of the streaming evaluator: live states and aggregator calls per chunk for
     ``n = 2^4 .. 2^16`` with log and constant fits;
-(c) S3 state tracking trained on lengths 4..18, accuracy at 18/72/144/288 for a PSM (c = 1,
-    MLP aggregator read out directly, see ``S3_PSM``), a 2-layer NoPE transformer and a 2-layer
-    diagonal linear RNN with the same width and number of steps.
+(c) S3 state tracking trained on lengths 4..18, accuracy at 18/72/144/288 for the paper's PSM
+    (c = 1, transformer aggregator and inference module, see ``S3_PSM``), a 2-layer NoPE
+    transformer and a 2-layer diagonal linear RNN with the same width, steps and learning rate.
 """
 
 from __future__ import annotations
@@ -28,19 +28,25 @@ __all__ = ["run"]
 
 EVAL_LENGTHS = [18, 72, 144, 288]
 
-# The PSM of experiment (c): the MLP aggregator read out directly (``inference="aggregator"``).
-# With the paper's transformer aggregator and a separate transformer inference module the model
-# stays near chance even at the training length within a CPU budget (measured: 0.25-0.33 at
-# length 18 after 150-600 steps); gradients do reach the aggregator, but only through the
-# states it produces. Reading the head off ``Agg(state, Enc(token))`` trains the aggregator on
-# every position's group product directly. The defaults (``psm train`` without options) keep the
-# paper's variant available.
-S3_PSM = {"aggregator": "mlp", "inference": "aggregator"}
+# The PSM of experiment (c) is the paper's: a transformer aggregator and a separate transformer
+# inference module. 0.1.x trained it at lr 3e-3 for 400 steps, where it stays near chance (0.29
+# at length 18), and fell back to an MLP aggregator read out directly. Measured since (one seed,
+# this machine): at lr 1e-3 and 1200 steps the paper's design fits length 18 (0.999) and reaches
+# 0.847 at 144; reading the head off the transformer aggregator directly reaches 1.000 / 0.993.
+# The learning rate and budget were the obstacle, not the aggregator. ``S3_MLP_PSM`` is the 0.1.x
+# variant, still checked by the duality test.
+S3_PSM = {"aggregator": "transformer", "inference": "transformer"}
+S3_MLP_PSM = {"aggregator": "mlp", "inference": "aggregator"}
 
 
 def _duality(report: Report) -> None:
     worst, cases = 0.0, []
-    for chunk_size, length, options in [(1, 37, {}), (4, 150, {}), (3, 100, {}), (1, 37, S3_PSM)]:
+    for chunk_size, length, options in [
+        (1, 37, {}),
+        (4, 150, {}),
+        (3, 100, {}),
+        (1, 37, S3_MLP_PSM),
+    ]:
         torch.manual_seed(chunk_size)
         config = TransformerPSMConfig(
             vocab_size=11, d_model=32, n_heads=4, chunk_size=chunk_size, **options
@@ -140,7 +146,7 @@ def _scaling(report: Report, quick: bool) -> None:
 
 
 def _state_tracking(report: Report, out_dir: Path, quick: bool) -> None:
-    steps = 400 if quick else 2000
+    steps = 1200 if quick else 3000
     samples = 64 if quick else 512
     seeds = range(3 if quick else 5)
     results, fits = {}, {}
@@ -157,7 +163,7 @@ def _state_tracking(report: Report, out_dir: Path, quick: bool) -> None:
                 n_heads=4,
                 steps=steps,
                 batch_size=32 if quick else 64,
-                lr=3e-3 if quick else 1e-3,
+                lr=1e-3,
                 min_train_length=4,
                 train_length=18,
                 checkpoint_every=0,
@@ -190,17 +196,17 @@ def _state_tracking(report: Report, out_dir: Path, quick: bool) -> None:
                 )
     chance = 1 / 6
     report.add_claim(
-        "S3: PSM (c=1, MLP aggregator) trained on lengths 4-18 stays accurate at 8x the training length (accuracy at 144)",
+        "S3: PSM (c=1, transformer aggregator and inference) trained on lengths 4-18 stays accurate at 8x the training length (accuracy at 144)",
         psm_long,
         0.9,
         ">=",
         reference="PSM: length generalisation of state tracking (low error to ~160-180 tokens on S5)",
         details=f"per seed {list(seeds)}; {steps} AdamW steps per model, chance {chance:.3f}; "
-        "the MLP aggregator stands in for the paper's transformer aggregator, which does not "
-        "train within this CPU budget (see the README)",
+        "the paper's design (transformer aggregator and inference module), AdamW lr 1e-3; "
+        "threshold 0.9 fixed in 0.1.0",
     )
     report.add_claim(
-        "S3: PSM (c=1, MLP aggregator) fits the training length (accuracy at 18)",
+        "S3: PSM (c=1, transformer aggregator and inference) fits the training length (accuracy at 18)",
         psm_fit,
         0.9,
         ">=",
@@ -212,7 +218,7 @@ def _state_tracking(report: Report, out_dir: Path, quick: bool) -> None:
     )
     fig, ax = new_figure()
     for model, rows in results.items():
-        label = "PSM (c=1, MLP aggregator)" if model == "psm" else model
+        label = "PSM (c=1, transformer aggregator)" if model == "psm" else model
         ax.plot(EVAL_LENGTHS, [r["accuracy"] for r in rows], "o-", label=label)
     ax.axhline(chance, color="grey", linestyle=":", label="chance")
     ax.set_xscale("log")
