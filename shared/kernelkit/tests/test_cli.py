@@ -64,5 +64,5 @@ def test_non_dataclass_is_refused():
 def test_kernelkit_repro_command(tmp_path, capsys):
     assert main(["repro", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "kernelkit: 3/3 claims held" in out
+    assert "kernelkit: package claims 3 held / 0 not held / 0 inconclusive (of 3)" in out
     assert (tmp_path / "report.md").is_file() and (tmp_path / "linear_scan_error.png").is_file()
