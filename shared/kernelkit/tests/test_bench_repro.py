@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,7 @@ def test_report_markdown_json_and_figures(tmp_path):
     assert "| accuracy goes up | paper | 0.93 | - | 1 | >= 0.9 | held | 3 seeds |" in md
     assert "gap closes \\| pipes escaped" in md and "| NOT HELD |" in md
     assert "- paper claims: 1 held, 1 not held, 0 inconclusive" in md
+    assert "Intervals: 95% Student-t over the seeds" in md
     assert "![claims](claims.png)" in md
     assert "| method | accuracy | gap |" in md and "| faro |  | 0.01 |" in md
     assert "![curve](curve.png)" in md
@@ -150,6 +152,9 @@ def test_claim_explicit_interval_needs_a_method():
         "acc", 0.9, 0.8, explicit_interval=(0.85, 0.95), explicit_interval_method="bootstrap"
     )
     assert claim.interval == (0.85, 0.95) and claim.verdict == "held"
+    report = Report("demo", Path("unused"))
+    report.claims.append(claim)
+    assert "(interval: bootstrap)" in report.to_markdown()
     with pytest.raises(ValueError, match="explicit_interval_method"):
         Claim("acc", 0.9, 0.8, explicit_interval=(0.85, 0.95))
     with pytest.raises(ValueError, match="low <= high"):

@@ -367,6 +367,9 @@ class Report:
                     )
             lines += [
                 "",
+                "Intervals: 95% Student-t over the seeds, unless a claim's details name another "
+                "method; a claim measured once (seeds = 1) is decided by that measurement.",
+                "",
                 "| claim | source | measured (mean) | 95% interval | seeds | threshold | verdict | details |",
                 "|---|---|---:|---|---:|---:|:---:|---|",
             ]
@@ -379,10 +382,13 @@ class Report:
                     else (f"[{_fmt(low)}, {_fmt(high)}]{c.unit}")
                 )
                 verdict = {"held": "held", "not held": "NOT HELD", "inconclusive": "inconclusive"}
+                details = c.details
+                if c.explicit_interval is not None:
+                    details = f"{details} (interval: {c.interval_method})".strip()
                 lines.append(
                     f"| {_fmt(c.statement)} | {source} | {_fmt(c.measured)}{c.unit} | {interval} "
                     f"| {c.seeds} | {c.comparison} {_fmt(c.threshold)}{c.unit} "
-                    f"| {verdict[c.verdict]} | {_fmt(c.details)} |"
+                    f"| {verdict[c.verdict]} | {_fmt(details)} |"
                 )
             lines.append("")
         if self.metrics:
