@@ -120,3 +120,15 @@ def test_finetune_resumed_equals_uninterrupted(tmp_path):
         assert torch.equal(value, resumed[name]), name
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         finetune(replace(config, output_dir=str(tmp_path / "empty"), resume_from_checkpoint="last"))
+
+
+def test_default_cap_is_limited_to_the_number_of_experts(capsys):
+    # `seqtopk train --k 7` with 8 experts used to crash: the default cap K + 2 = 9 > E.
+    from seqtopk.experiment import TrainConfig
+
+    assert TrainConfig(k=7).bounds(8) == (1, 8)
+    assert TrainConfig(k=2).bounds(8) == (1, 4)
+    assert TrainConfig(k=2, max_per_token=3).bounds(8) == (1, 3)
+    assert main(["train", "--k", "7", "--steps", "1", "--batch-size", "2", "--seq-len", "12"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "acc_hard" in summary["online_eval"]

@@ -20,7 +20,7 @@ def _train(args: argparse.Namespace) -> int:
     config = dataclass_from_args(TrainConfig, args)
     model_config = dataclass_from_args(SmallMoEConfig, args, prefix="model-")
     model, task, losses = train(config, model_config, out_dir=args.out)
-    low, high = config.bounds()
+    low, high = config.bounds(model_config.num_experts)
     metrics = evaluate(
         model,
         task,

@@ -67,7 +67,11 @@ class TrainConfig:
     k: int = field(default=2, metadata={"help": "experts per token on average (K)"})
     min_per_token: int = field(default=1, metadata={"help": "SeqTopK lower bound L (paper: 1)"})
     max_per_token: int = field(
-        default=0, metadata={"help": "SeqTopK upper bound U; 0 means K + 2 (the paper's cap)"}
+        default=0,
+        metadata={
+            "help": "SeqTopK upper bound U; 0 means K + 2 (the paper's cap), at most the number "
+            "of experts"
+        },
     )
     steps: int = field(default=300, metadata={"help": "optimiser steps"})
     batch_size: int = field(default=32, metadata={"help": "sequences per step"})
@@ -79,11 +83,16 @@ class TrainConfig:
         default=100, metadata={"help": "steps between checkpoints (0: never)"}
     )
 
-    def bounds(self) -> tuple[int, int]:
-        """(L, U) for SeqTopK; TopK is L = U = K."""
+    def bounds(self, num_experts: int) -> tuple[int, int]:
+        """(L, U) for SeqTopK; TopK is L = U = K. The default cap K + 2 is limited to the
+        ``num_experts`` a layer has (``--k 7`` with 8 experts used to crash on U = 9)."""
         if self.routing == "topk":
             return self.k, self.k
-        return self.min_per_token, self.max_per_token or self.k + 2
+        return self.min_per_token, self.max_per_token or _default_cap(self.k, num_experts)
+
+
+def _default_cap(k: int, num_experts: int) -> int:
+    return min(k + 2, num_experts)
 
 
 class MixtureTask:
@@ -193,7 +202,7 @@ def train(
     bit (tested).
     """
     model_config = model_config or SmallMoEConfig()
-    low, high = config.bounds()
+    low, high = config.bounds(model_config.num_experts)
     task = MixtureTask(config.table_size, seed=config.seed)
     model = build_small_moe(model_config, task.vocab_size, config.k, seed=config.seed)
     _route(model, config.routing, config.k, low, high, "offline")
@@ -257,7 +266,7 @@ def evaluate(
     for a causal LM); ``"offline"`` lets each token's allocation depend on later tokens.
     """
     low = k if routing == "topk" else min_per_token
-    high = k if routing == "topk" else (max_per_token or k + 2)
+    high = k if routing == "topk" else (max_per_token or _default_cap(k, model.config.num_experts))
     _route(model, routing, k, low, high, mode)
     model.eval()
     gen = torch.Generator().manual_seed(seed)
