@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mpnn_gen.hashing import mix64
+
 __all__ = ["GraphBatch", "as_graph_batch", "to_pyg"]
 
 
@@ -36,8 +38,6 @@ class GraphBatch:
 def _feature_labels(x: torch.Tensor) -> torch.Tensor:
     """Integer labels that depend only on a node's feature row, so equal rows get equal labels
     across separate calls (needed for batch invariance of the refinement)."""
-    from mpnn_gen.wl import mix64
-
     if x.dim() == 1:
         x = x.unsqueeze(1)
     bits = x.detach().to(torch.float64).contiguous().view(torch.int64)

@@ -20,36 +20,14 @@ from dataclasses import dataclass
 import torch
 
 from mpnn_gen.graphs import GraphBatch, as_graph_batch
+from mpnn_gen.hashing import mix64, signed64
 
 __all__ = ["WLResult", "count_classes", "mix64", "refine"]
 
-_MASK64 = (1 << 64) - 1
-
-
-def _signed(value: int) -> int:
-    value &= _MASK64
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-_MUL1 = _signed(0xBF58476D1CE4E5B9)
-_MUL2 = _signed(0x94D049BB133111EB)
-_SALT_MESSAGE = _signed(0x9E3779B97F4A7C15)
-_SALT_SELF = _signed(0xD6E8FEB86659FD93)
-_SALT_GRAPH = _signed(0xA0761D6478BD642F)
-_SALT_LABEL = _signed(0xE7037ED1A0B428DB)
-
-
-def _shift_right_logical(x: torch.Tensor, bits: int) -> torch.Tensor:
-    return (x >> bits) & ((1 << (64 - bits)) - 1)
-
-
-def mix64(x: torch.Tensor) -> torch.Tensor:
-    """SplitMix64's finaliser on int64 tensors (wrapping arithmetic): a bijection of 64-bit
-    words that spreads every input bit over the output."""
-    x = x.to(torch.int64)
-    x = (x ^ _shift_right_logical(x, 30)) * _MUL1
-    x = (x ^ _shift_right_logical(x, 27)) * _MUL2
-    return x ^ _shift_right_logical(x, 31)
+_SALT_MESSAGE = signed64(0x9E3779B97F4A7C15)
+_SALT_SELF = signed64(0xD6E8FEB86659FD93)
+_SALT_GRAPH = signed64(0xA0761D6478BD642F)
+_SALT_LABEL = signed64(0xE7037ED1A0B428DB)
 
 
 def _dense(values: torch.Tensor) -> torch.Tensor:
@@ -159,7 +137,7 @@ def refine(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
     graph = as_graph_batch(graphs, use_features=use_features)
-    salt = _signed(int(mix64(torch.tensor([seed])).item()))
+    salt = signed64(int(mix64(torch.tensor([seed])).item()))
     source, target = graph.edge_index
     colours = mix64(graph.labels + (_SALT_LABEL ^ salt))
     node_colours, graph_hashes = (
