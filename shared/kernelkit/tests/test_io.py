@@ -1,4 +1,3 @@
-import contextlib
 import json
 
 import pytest
@@ -89,6 +88,15 @@ def test_bad_arguments(tmp_path):
         save_artifact(tmp_path, {"w": torch.zeros(1)}, {"x": object()})
     with pytest.raises(TypeError, match="JSON-serialisable"):
         save_artifact(tmp_path, {"w": torch.zeros(1)}, {"x": float("nan")})
+    nested: list = []
+    for _ in range(100_000):
+        nested = [nested]
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        save_artifact(tmp_path, {"w": torch.zeros(1)}, {"x": nested})
+    with pytest.raises(TypeError, match="kind must be a str, got int"):
+        save_artifact(tmp_path, {"w": torch.zeros(1)}, {}, kind=3)
+    with pytest.raises(TypeError, match="config must be a mapping, got str"):
+        save_artifact(tmp_path, {"w": torch.zeros(1)}, "a string")
     assert not (tmp_path / MANIFEST_NAME).exists()
 
 
@@ -236,8 +244,13 @@ def _save_version(monkeypatch, directory, version, fail_at):
     faulty = _FaultyOs(fail_at)
     with monkeypatch.context() as patch:
         patch.setattr(kernelkit.io, "os", faulty)
-        with contextlib.suppress(_Killed):
+        try:
             save_artifact(directory, {"w": torch.full((3,), float(version))}, {"v": version})
+        except _Killed:
+            return faulty.committed
+    # A save that ran to its end made every mutation it needs: the fault points must reach past
+    # the last of them, or some interruption point would go untested.
+    assert faulty.calls <= FAULT_POINTS[-1], f"a save made {faulty.calls} mutations"
     return faulty.committed
 
 
@@ -274,7 +287,7 @@ def test_every_pair_of_interrupted_saves_keeps_the_newest_completed_save(tmp_pat
 
 def test_the_reported_two_step_regression(tmp_path, monkeypatch):
     """v2 killed after its manifest but before its backup removal, v3 killed after its tensor
-    file: the directory must load v2, not v1 (0.1.0 with the first backup scheme gave v1)."""
+    file: the directory must load v2, not v1 (the first backup scheme gave v1)."""
     assert _save_version(monkeypatch, tmp_path, 1, None)
     # v2: unlink x2, link x2 (v1 becomes the backup), replace x2; killed at the backup removal.
     assert _save_version(monkeypatch, tmp_path, 2, 6)
@@ -338,6 +351,12 @@ def _manifest_with(tmp_path, change):
         (lambda m: m["tensors"].update(w={"shape": [2]}), "tensor 'w' must be described"),
         (lambda m: m["tensors"]["w"].update(shape="2"), "tensor 'w' must be described"),
         (lambda m: m["tensors"]["w"].update(shape=[-2]), "tensor 'w' must be described"),
+        (lambda m: m["tensors"]["w"].update(shape=[2.0]), "tensor 'w' must be described"),
+        (lambda m: m["tensors"]["w"].update(dtype=32), "tensor 'w' must be described"),
+        (lambda m: m["tensors"]["w"].update(dtype="int8"), "manifest says"),
+        (lambda m: m.update(config=None), "'config' must be a JSON dict"),
+        (lambda m: m.update(format_version=1.0), "'format_version' must be a JSON int"),
+        (lambda m: m.update(format_version=float("nan")), "'format_version' must be a JSON int"),
         (lambda m: m["tensors"].update(x={"shape": [1], "dtype": "float32"}), "manifest lists"),
     ],
 )
@@ -347,10 +366,23 @@ def test_every_malformed_manifest_is_an_artifact_error(tmp_path, change, message
         load_artifact(tmp_path)
 
 
-def test_a_manifest_that_is_not_an_object_is_an_artifact_error(tmp_path):
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[1, 2, 3]", "must hold a JSON object, got list"),
+        (b'"a string"', "must hold a JSON object, got str"),
+        (b"null", "must hold a JSON object, got NoneType"),
+        (b"42", "must hold a JSON object, got int"),
+        (b"", "not valid JSON"),
+        (b"\xff\xfe{}", "not valid JSON"),
+        (b"[" * 100_000, "not valid JSON"),  # the parser's recursion limit, not a RecursionError
+        (b'{"format_version": 1,', "not valid JSON"),
+    ],
+)
+def test_a_manifest_that_is_not_a_json_object_is_an_artifact_error(tmp_path, raw, message):
     save_artifact(tmp_path, {"w": torch.zeros(2)}, {"v": 1})
-    (tmp_path / MANIFEST_NAME).write_text("[1, 2, 3]")
-    with pytest.raises(ArtifactError, match="must hold a JSON object, got list"):
+    (tmp_path / MANIFEST_NAME).write_bytes(raw)
+    with pytest.raises(ArtifactError, match=message):
         load_artifact(tmp_path)
 
 
@@ -362,20 +394,41 @@ def test_a_consistent_artifact_of_the_wrong_kind_is_not_hidden_by_the_backup(tmp
         load_artifact(tmp_path, kind="a")
 
 
-_KILL_LOOP_CHILD = """
-import sys, torch
+# Imports torch once, then forks one saving worker per request, so that each of the many kills
+# costs a fork rather than a torch import. The zygote runs no tensor operation before forking.
+_KILL_LOOP_ZYGOTE = """
+import os, sys
+import torch
 from kernelkit.io import save_artifact
-directory, version = sys.argv[1], int(sys.argv[2])
+
+torch.set_num_threads(1)
 print("ready", flush=True)
-while True:
-    save_artifact(directory, {"w": torch.full((200_000,), float(version))}, {"v": version})
-    print(version, flush=True)
-    version += 1
+for line in sys.stdin:
+    command, *args = line.split()
+    if command == "wait":
+        os.waitpid(int(args[0]), 0)
+        print("reaped", flush=True)
+        continue
+    directory, version, log = args[0], int(args[1]), args[2]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with open(log, "a") as done:
+                while True:
+                    tensors = {"w": torch.full((200_000,), float(version))}
+                    save_artifact(directory, tensors, {"v": version})
+                    done.write(f"{version}\\n")
+                    done.flush()
+                    version += 1
+        finally:
+            os._exit(1)
+    print(pid, flush=True)
 """
 
 
 @pytest.mark.slow
 def test_sigkill_during_saves_never_loses_the_last_completed_save(tmp_path):
+    import os
     import random
     import signal
     import subprocess
@@ -384,25 +437,43 @@ def test_sigkill_during_saves_never_loses_the_last_completed_save(tmp_path):
 
     rng = random.Random(0)
     directory = tmp_path / "artifact"
-    next_version, completed = 1, None
-    for _ in range(8):
-        child = subprocess.Popen(
-            [sys.executable, "-c", _KILL_LOOP_CHILD, str(directory), str(next_version)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.15))
-        child.send_signal(signal.SIGKILL)
-        printed = [int(line) for line in child.stdout.read().split()]
-        child.wait()
-        if printed:
-            completed = printed[-1]
-        last_started = printed[-1] + 1 if printed else next_version
-        if completed is None:
-            continue
-        loaded = _loaded_version(directory)
-        # The newest complete save is the last one reported, or the one killed after its
-        # manifest rename but before it could report.
-        assert completed <= loaded <= last_started
-        completed, next_version = loaded, loaded + 1
+    zygote = subprocess.Popen(
+        [sys.executable, "-c", _KILL_LOOP_ZYGOTE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def ask(line):
+        zygote.stdin.write(line + "\n")
+        zygote.stdin.flush()
+        return zygote.stdout.readline().strip()
+
+    try:
+        assert zygote.stdout.readline().strip() == "ready"
+        next_version, completed, advanced = 1, None, 0
+        for iteration in range(20):
+            log = tmp_path / f"done-{iteration}.txt"
+            worker = int(ask(f"start {directory} {next_version} {log}"))
+            time.sleep(rng.uniform(0.0, 0.15))
+            os.kill(worker, signal.SIGKILL)
+            assert ask(f"wait {worker}") == "reaped"
+            printed = [int(v) for v in log.read_text().split()] if log.exists() else []
+            last_started = printed[-1] + 1 if printed else next_version
+            if printed:
+                completed = printed[-1]
+            # Each save first removes the temporaries of the killed one: they never pile up.
+            assert len(list(directory.glob(".*.tmp"))) <= 1
+            if completed is None:
+                continue
+            loaded = _loaded_version(directory)
+            # The newest complete save is the last one reported, or the one killed after its
+            # manifest rename but before it could report.
+            assert completed <= loaded <= last_started
+            advanced += loaded >= next_version
+            completed, next_version = loaded, loaded + 1
+    finally:
+        zygote.stdin.close()
+        zygote.wait(timeout=60)
+    # The kills did land between saves that completed, so the checks above were exercised.
+    assert completed is not None and advanced >= 10

@@ -8,26 +8,42 @@ An artifact is a directory holding two files:
 
 A pair is *consistent* when the manifest parses and the tensor file's checksum matches it. Each
 file is written to a temporary name in the same directory and renamed into place, the manifest
-last, so a save is complete the moment its manifest is renamed into place. The invariant that
-every interruption preserves:
+last, so a save is complete the moment its manifest is renamed into place.
 
-    the newest complete save is either the current pair (then it is consistent) or, while the
-    current pair is inconsistent, the backup pair (``*.previous``).
+:func:`save_artifact` runs four steps:
 
-:func:`save_artifact` keeps it in four steps:
+1. remove temporary files that killed saves left behind (``.<name>.*.tmp``);
+2. if the current pair is consistent, replace the backup pair (``*.previous``) by hard links to
+   it (the old backup's manifest removed first, the new backup's manifest linked last); if it is
+   inconsistent (an interrupted save), leave the backup alone;
+3. rename the new tensor file into place, then the new manifest (the save is complete here);
+4. remove the backup pair, manifest first.
 
-1. remove temporary files that killed saves left behind;
-2. if the current pair is consistent, make it the backup (the old backup is older, so it may go);
-   if it is inconsistent (an interrupted save), leave the backup alone: it is the newest
-   complete save;
-3. write the tensor file, then the manifest (the save is complete here);
-4. remove the backup, manifest first.
+The state machine. Call ``N`` the newest complete save. The current manifest is replaced only
+by step 3's last rename, so it is always ``N``'s; the current tensor file is ``N``'s, or that of
+a later save interrupted after its step-3 tensor rename. A consistent current pair is therefore
+``N`` itself, and the invariant every interruption preserves is:
 
-So a run interrupted at any point loses at most the save it interrupted, never the one before it.
+    if the current pair is inconsistent, the backup pair is consistent and holds ``N``.
+
+Step 2 touches only the backup and runs only while the current pair is consistent, and it has
+made ``N`` the backup before step 3 can make the current pair inconsistent; when it is skipped,
+the current pair is already inconsistent and, by the invariant, the backup already holds ``N``.
+Step 3's manifest rename makes the current pair consistent again (a new ``N``), after which
+step 4 and the next save's step 1 cannot matter. So any sequence of saves, each killed at any
+point, leaves ``N`` loadable: a resumed run loses at most the save it interrupted, never an
+earlier one. (Keeping an existing complete backup instead of refreshing it from a consistent
+current pair, as the first version of this scheme did, breaks step 2's argument: a second
+interrupted save then fell back two saves.) This holds for a killed process (SIGKILL, an
+exception, Ctrl-C); across a power failure it also relies on the file system keeping the
+renames in order.
+
 :func:`load_artifact` returns the current pair when it is consistent, otherwise the backup pair
 (with a warning), and reports the artifact as corrupt, instead of returning wrong weights, when
-neither is. A consistent pair that is not what the caller expects (wrong ``kind`` or shapes)
-raises at once: the backup is never used to hide such a mismatch.
+neither is. Every malformed manifest (not UTF-8 or JSON, not an object, a field missing or of the
+wrong JSON type, e.g. a ``config`` that is not an object) is an :class:`ArtifactError`. A
+consistent pair that is not what the caller expects (wrong ``kind`` or shapes) raises at once:
+the backup is never used to hide such a mismatch.
 """
 
 from __future__ import annotations
@@ -120,9 +136,13 @@ def save_artifact(
             )
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping, got {type(config).__name__}")
+    if not isinstance(kind, str):
+        # load_artifact refuses a manifest whose kind is not a string: this save would complete
+        # and never load.
+        raise TypeError(f"kind must be a str, got {type(kind).__name__} ({kind!r})")
     try:
         config_json = json.loads(json.dumps(dict(config), allow_nan=False))
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RecursionError) as err:
         raise TypeError(
             f"config must be JSON-serialisable (finite numbers, str keys): {err}"
         ) from err
@@ -243,7 +263,8 @@ def _read_consistent_pair(
             )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        # RecursionError: a manifest of deeply nested brackets, which the JSON parser gives up on.
         raise ArtifactError(
             f"{manifest_path} is not valid JSON (corrupt or truncated): {err}"
         ) from err
