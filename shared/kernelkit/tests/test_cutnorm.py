@@ -365,12 +365,29 @@ def test_bad_options_raise():
         block_averages(a, torch.tensor([0, 1]), torch.tensor([0, 0, 0]))
 
 
-def test_frieze_kannan_stops_at_round_off_for_a_huge_k():
+@pytest.mark.parametrize("method", ["greedy", "exact"])
+@pytest.mark.parametrize("refit", [True, False])
+def test_frieze_kannan_stops_at_round_off_for_a_huge_k(method, refit):
     # Before the tolerance, float leftovers of 1e-15 kept this running for 10**6 steps.
     a = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    decomposition = frieze_kannan(a, 10**6, method="exact")
-    assert decomposition.coefficients.numel() <= 36
+    generator = torch.Generator().manual_seed(0)
+    decomposition = frieze_kannan(a, 10**6, method=method, refit=refit, generator=generator)
+    found = decomposition.residual_cut
+    assert found[-1] <= 1e-12 * found[0]
     assert (a - decomposition.matrix()).abs().max() < 1e-9
+    if refit:
+        # A least-squares residual is orthogonal to every rectangle taken, so each new one
+        # leaves their span: at most 36 in the 36-dimensional space of 6 x 6 matrices.
+        assert decomposition.rank <= 36
+
+
+@given(medium_matrices, st.floats(0.05, 0.9))
+@settings(max_examples=20)
+def test_frieze_kannan_stops_at_the_first_step_below_the_tolerance(a, tol):
+    decomposition = frieze_kannan(a, 10**6, method="exact", tol=tol)
+    found = decomposition.residual_cut
+    assert found[-1] <= tol * found[0]
+    assert all(value > tol * found[0] for value in found[:-1])
 
 
 def test_frieze_kannan_rejects_a_bad_tolerance():
