@@ -30,6 +30,7 @@ __all__ = [
     "ReasonCache",
     "ReasonCacheConfig",
     "UnsupportedModelError",
+    "WeightsFingerprint",
     "compose",
     "layer_shapes",
     "model_fingerprint",
@@ -46,7 +47,8 @@ class UnsupportedModelError(ValueError):
 
 
 class CacheMismatchError(ValueError):
-    """A cache was built for a model with different layers, heads, head_dim or RoPE settings."""
+    """A cache was built for a model with different layers, heads, head_dim or RoPE settings,
+    or (:meth:`ReasonCache.from_pretrained`, :func:`compose`) for other weights."""
 
 
 @dataclass(frozen=True)
@@ -174,26 +176,68 @@ def model_fingerprint(model_or_config: Any) -> str:
 WEIGHT_SAMPLES = 64
 """Elements sampled per parameter by :func:`weights_fingerprint`."""
 
+WEIGHTS_RTOL = 2.0**-7
+"""Relative tolerance of :meth:`WeightsFingerprint.mismatch`: twice bfloat16's largest rounding
+error (2^-8 relative), sixteen times float16's (2^-11)."""
 
-def weights_fingerprint(model: Any) -> str:
-    """SHA-256 over a fixed sample of every parameter's values (names, shapes and 64 evenly
-    spaced elements each, rounded to bfloat16).
+WEIGHTS_ATOL = 2.0**-20
+"""Absolute tolerance of :meth:`WeightsFingerprint.mismatch`, for weights near zero, which
+float16 stores as subnormals or flushes to zero (error at most 2^-25)."""
 
-    Two checkpoints of one architecture almost surely differ somewhere in 64 samples per tensor,
-    so a cache trained for one is refused by the other; reading 64 elements per tensor keeps
-    this cheap for any model size. The rounding to bfloat16 makes the fingerprint survive the
-    casts people run a checkpoint in (float32, bfloat16; float16 in all but rare double-rounding
-    cases) and moves between devices.
+
+@dataclass(frozen=True, eq=False)
+class WeightsFingerprint:
+    """Which weights a cache was trained against (built by :func:`weights_fingerprint`).
+
+    ``layout`` is the SHA-256 of the parameter names and shapes; ``sample`` (float32, CPU) holds
+    up to :data:`WEIGHT_SAMPLES` evenly spaced elements of every parameter, in name order.
     """
-    digest = hashlib.sha256()
+
+    layout: str
+    sample: torch.Tensor
+
+    def mismatch(self, other: WeightsFingerprint) -> str | None:
+        """Why ``other`` is not the same checkpoint, or ``None`` when it is.
+
+        The same checkpoint means the same parameter names and shapes and every sampled weight
+        within ``WEIGHTS_RTOL`` relative (plus ``WEIGHTS_ATOL``) of this one's. Samples are
+        compared with a tolerance, not hashed: a cast to float16 moves about one sample in
+        twenty across a bfloat16 rounding boundary, so no hash of rounded values survives it.
+        """
+        if self.layout != other.layout or self.sample.shape != other.sample.shape:
+            return "parameter names or shapes differ"
+        close = torch.isclose(
+            other.sample, self.sample, rtol=WEIGHTS_RTOL, atol=WEIGHTS_ATOL, equal_nan=True
+        )
+        if bool(close.all()):
+            return None
+        differing = int((~close).sum())
+        return (
+            f"{differing} of {close.numel()} sampled weights differ by more than "
+            f"{WEIGHTS_RTOL:.2g} relative"
+        )
+
+
+def weights_fingerprint(model: Any) -> WeightsFingerprint:
+    """A cheap fingerprint of ``model``'s weights: parameter names and shapes, and 64 evenly
+    spaced elements of every parameter.
+
+    Reading 64 elements per tensor keeps this cheap for any model size, and two checkpoints of
+    one architecture almost surely differ somewhere among them. The same checkpoint matches
+    itself (:meth:`WeightsFingerprint.mismatch`) on any device and in float32, bfloat16 or
+    float16 (the tolerances cover their rounding), unless a sampled weight overflows float16;
+    a quantised copy (other parameter shapes or dtypes) does not match.
+    """
+    names, samples = [], []
     for name, parameter in sorted(model.named_parameters(), key=lambda item: item[0]):
         flat = parameter.detach().reshape(-1)
         count = min(WEIGHT_SAMPLES, flat.numel())
-        index = torch.linspace(0, max(flat.numel() - 1, 0), count).round().long()
-        sample = flat[index.to(flat.device)].float().to(torch.bfloat16).float().cpu()
-        digest.update(f"{name}:{list(parameter.shape)};".encode())
-        digest.update(sample.numpy().tobytes())
-    return digest.hexdigest()
+        # Integer positions: the same elements on every platform, at any tensor size.
+        index = torch.arange(count) * (flat.numel() - 1) // max(count - 1, 1)
+        samples.append(flat[index.to(flat.device)].float().cpu())
+        names.append(f"{name}:{list(parameter.shape)}")
+    layout = hashlib.sha256(";".join(names).encode()).hexdigest()
+    return WeightsFingerprint(layout, torch.cat(samples) if samples else torch.zeros(0))
 
 
 def _rotary_inv_freq(model: Any, head_dim: int) -> torch.Tensor:
@@ -413,14 +457,17 @@ class ReasonCache(nn.Module):
             "rope": self.rope,
             "position_offset": self.position_offset,
             "model_fingerprint": self.fingerprint,
-            "weights_fingerprint": self.weights_fingerprint,
+            "weights_layout": self.weights_fingerprint.layout,
             "init": self.init_method,
             "materialized_from_reparam": self.config.reparam_hidden > 0,
         }
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``cache.safetensors`` (materialised KV, fp32) and a JSON manifest."""
-        tensors: dict[str, torch.Tensor] = {"inv_freq": self.inv_freq}
+        tensors: dict[str, torch.Tensor] = {
+            "inv_freq": self.inv_freq,
+            "weights_sample": self.weights_fingerprint.sample,
+        }
         for layer, (k, v) in enumerate(self.key_values(batch_size=1)):
             tensors[f"layers.{layer}.keys"] = k[0].detach().float()
             tensors[f"layers.{layer}.values"] = v[0].detach().float()
@@ -434,10 +481,11 @@ class ReasonCache(nn.Module):
 
         Refused: another architecture (layers, KV heads, head_dim, vocabulary, hidden size, RoPE
         settings) and, with ``check_weights`` (the default), another checkpoint of the same
-        architecture (:func:`weights_fingerprint`). A cache is trained against one frozen
+        architecture (:func:`weights_fingerprint`; the same checkpoint on another device or in
+        float32, bfloat16 or float16 is accepted). A cache is trained against one frozen
         model's weights, so it is meaningless for another's; pass ``check_weights=False`` only
         to reuse a cache deliberately, e.g. on a fine-tuned copy of the model it was built for.
-        A cache saved before weight fingerprints existed loads with a warning.
+        A cache saved without a weights fingerprint (by reasoncache 0.1.0) loads with a warning.
         """
         try:
             tensors, manifest = load_artifact(directory, kind=ARTIFACT_KIND)
@@ -458,25 +506,33 @@ class ReasonCache(nn.Module):
                 f"{manifest['model_fingerprint'][:12]}…, the model's is {fingerprint[:12]}… "
                 "(vocabulary, hidden size or RoPE settings differ)"
             )
-        saved_weights = manifest.get("weights_fingerprint")
+        layout, sample = manifest.get("weights_layout"), tensors.get("weights_sample")
+        saved_weights = (
+            WeightsFingerprint(layout, sample.float().reshape(-1))
+            if isinstance(layout, str) and sample is not None
+            else None
+        )
         if check_weights and saved_weights is None:
             warnings.warn(
                 f"cache at {str(directory)!r} was saved without a weights fingerprint (an older "
                 "reasoncache); only the architecture was checked",
                 stacklevel=2,
             )
-        elif check_weights and saved_weights != weights_fingerprint(model):
-            raise CacheMismatchError(
-                f"cache at {str(directory)!r} was trained against other weights (weights "
-                f"fingerprint {saved_weights[:12]}…, the model's is "
-                f"{weights_fingerprint(model)[:12]}…): same architecture, another checkpoint. "
-                "Pass check_weights=False to load it anyway."
-            )
+        elif check_weights:
+            reason = saved_weights.mismatch(weights_fingerprint(model))
+            if reason is not None:
+                raise CacheMismatchError(
+                    f"cache at {str(directory)!r} was trained against other weights ({reason}): "
+                    "same architecture, another checkpoint. Pass check_weights=False to load "
+                    "it anyway."
+                )
         config = ReasonCacheConfig(
             num_slots=manifest["num_slots"], frozen_slots=manifest["frozen_slots"], init="zeros"
         )
         cache = cls(model, config)
         if saved_weights is not None:
+            # The cache stays tied to the weights it was trained against, even when loaded into
+            # another checkpoint with check_weights=False (compose then refuses to mix them).
             cache.weights_fingerprint = saved_weights
         cache.init_method = manifest["init"]
         cache.position_offset = manifest["position_offset"]
@@ -507,7 +563,7 @@ def compose(caches: Sequence[ReasonCache]) -> ReasonCache:
             raise TypeError(f"caches[{index}] must be a ReasonCache, got {type(cache).__name__}")
         if (
             cache.fingerprint != first.fingerprint
-            or cache.weights_fingerprint != first.weights_fingerprint
+            or cache.weights_fingerprint.mismatch(first.weights_fingerprint) is not None
             or cache.shapes != first.shapes
         ):
             raise CacheMismatchError(
