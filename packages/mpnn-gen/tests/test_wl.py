@@ -84,6 +84,9 @@ def test_refinement_stops_at_the_stable_round_with_unchanged_answers(graphs):
     huge = refine(graphs, 10**6)
     assert huge.stable_round is not None and huge.stable_round <= 8
     exact = refine(graphs, huge.stable_round + 3)
+    # Against plain 1-WL run for every round, without any stopping rule.
+    reference = exact_class_counts(graphs, huge.stable_round + 3)
+    assert [huge.num_classes(r) for r in range(huge.stable_round + 4)] == reference
     for r in range(huge.stable_round + 4):
         assert huge.num_colours(r) == exact.num_colours(r)
         assert huge.num_classes(r) == exact.num_classes(r)
