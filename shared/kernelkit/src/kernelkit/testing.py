@@ -1,4 +1,5 @@
-"""Test helpers shared by every package: closeness checks, hypothesis strategies, tiny models.
+"""Test helpers shared by every package: closeness checks, hypothesis strategies, tiny models,
+and the bad-input harness (:mod:`kernelkit.testing_inputs`, re-exported here).
 
 Needs the ``testing`` extra (hypothesis, networkx, transformers); each import happens inside the
 function that uses it, so ``import kernelkit.testing`` itself needs only torch.
@@ -10,15 +11,44 @@ from typing import Any
 
 import torch
 
+from kernelkit.testing_inputs import (
+    CallableArg,
+    ChoiceArg,
+    CountArg,
+    GraphArg,
+    IdsArg,
+    PublicFunction,
+    RealArg,
+    Tally,
+    TensorArg,
+    assert_handles_bad_inputs,
+    call_with_timeout,
+    check_bad_inputs,
+    uncovered_names,
+)
+
 __all__ = [
     "DEFAULT_TOLERANCES",
+    "CallableArg",
+    "ChoiceArg",
+    "CountArg",
+    "GraphArg",
+    "IdsArg",
+    "PublicFunction",
+    "RealArg",
+    "Tally",
+    "TensorArg",
     "assert_close",
+    "assert_handles_bad_inputs",
+    "call_with_timeout",
+    "check_bad_inputs",
     "graphs",
     "shapes",
     "tensors",
     "tiny_causal_lm",
     "tiny_sequence_classifier",
     "tolerances",
+    "uncovered_names",
 ]
 
 # (rtol, atol) per dtype: a few units in the last place of a value of order one, scaled for

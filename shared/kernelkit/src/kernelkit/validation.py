@@ -6,6 +6,7 @@ expected, so a caller can see at once which input was wrong.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -13,8 +14,10 @@ import torch
 __all__ = [
     "check_finite",
     "check_floating",
+    "check_index_range",
     "check_int_in_range",
     "check_ndim",
+    "check_real_in_range",
     "check_same_shape",
     "check_tensor",
 ]
@@ -71,4 +74,46 @@ def check_int_in_range(name: str, value: object, low: int, high: int | None = No
     if value < low or (high is not None and value > high):
         upper = "" if high is None else f" and <= {high}"
         raise ValueError(f"{name} must be >= {low}{upper}, got {value}")
+    return value
+
+
+def check_index_range(name: str, value: object, high: int, low: int = 0) -> torch.Tensor:
+    """Require an integer (not bool) tensor of ids with ``low <= id < high``.
+
+    Torch would read ``-1`` as the last row and a float or bool tensor as something else again, so
+    ids are checked before they index anything.
+    """
+    check_tensor(name, value)
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"{name} must have an integer dtype, got {value.dtype}")
+    if value.numel():
+        outside = (value < low) | (value >= high)
+        if bool(outside.any()):
+            where = tuple(outside.nonzero()[0].tolist())
+            raise ValueError(
+                f"{name} must hold ids in [{low}, {high}); found {value[where].item()} "
+                f"at index {where}"
+            )
+    return value
+
+
+def check_real_in_range(
+    name: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    allow_inf: bool = False,
+) -> float:
+    """Require a real number (not bool, not NaN) with ``low <= value <= high`` where given;
+    ±inf only with ``allow_inf``. Returns it as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        lower = "-inf" if low is None else low
+        upper = "inf" if high is None else high
+        raise ValueError(f"{name} must lie in [{lower}, {upper}], got {value}")
     return value
