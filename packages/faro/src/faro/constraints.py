@@ -369,7 +369,9 @@ def make_constraint(
 ) -> Constraint:
     """Build a constraint by name: ``demographic_parity``/``dp``, ``equalized_odds``/``eo``, ``counterfactual``/``cf``."""
     if not isinstance(name, str) or name.lower() not in CONSTRAINT_NAMES:
-        raise ValueError(f"unknown constraint {name!r}; expected one of {sorted(CONSTRAINT_NAMES)}")
+        raise ValueError(
+            f"name must be one of {sorted(CONSTRAINT_NAMES)} (a constraint), got {name!r}"
+        )
     cls = CONSTRAINT_NAMES[name.lower()]
     if cls is EqualizedOdds:
         return cls(epsilon, num_groups=num_groups, anchor=anchor, num_outcomes=num_outcomes)

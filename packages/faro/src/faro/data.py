@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from kernelkit.validation import check_floating, check_ndim, check_tensor
+from kernelkit.validation import check_finite, check_floating, check_ndim, check_tensor
 
 __all__ = [
     "FeaturePairs",
@@ -67,8 +67,13 @@ class FeaturePairs:
             raise ValueError(
                 f"rejected must have shape {(n, d)} like chosen, got {tuple(self.rejected.shape)}"
             )
+        # A NaN feature gives a NaN reward, which every metric would then average in.
+        check_finite("chosen", self.chosen)
+        check_finite("rejected", self.rejected)
         for name in ("group", "orientation", "label", "clean_preference"):
             value = getattr(self, name)
+            if value is None and name in ("group", "orientation"):
+                raise TypeError(f"{name} must be a torch.Tensor, got NoneType")
             if value is None:
                 continue
             check_tensor(name, value)
@@ -76,7 +81,9 @@ class FeaturePairs:
                 raise ValueError(
                     f"{name} must have shape ({n},), one entry per pair, got {tuple(value.shape)}"
                 )
-            if name != "clean_preference" and value.is_floating_point():
+            if name != "clean_preference" and (
+                value.is_floating_point() or value.dtype == torch.bool
+            ):
                 raise TypeError(f"{name} must be an integer tensor, got {value.dtype}")
         if self.group.numel() and int(self.group.min()) < 0:
             raise ValueError(f"group values must be >= 0, got minimum {int(self.group.min())}")
@@ -90,6 +97,8 @@ class FeaturePairs:
                 raise ValueError(
                     f"{name} must have shape {(n, d)} like chosen, got {tuple(value.shape)}"
                 )
+            if value is not None:
+                check_finite(name, value)
 
     def __len__(self) -> int:
         return self.chosen.shape[0]

@@ -11,12 +11,24 @@ from faro.constraints import make_constraint
 from faro.data import FeaturePairs
 from faro.linear import LinearTrainingConfig, train_linear
 from faro.metrics import evaluate
+from kernelkit.validation import check_finite, check_ndim
 
 __all__ = ["pareto_mask", "plot_frontier", "sweep_frontier"]
 
 
 def pareto_mask(accuracy: Sequence[float], unfairness: Sequence[float]) -> list[bool]:
-    """True for points not dominated: no other point has accuracy >= and unfairness <=, one strictly."""
+    """True for points not dominated: no other point has accuracy >= and unfairness <=, one strictly.
+
+    A NaN or ±inf value raises ``ValueError``: it would compare false with everything and so be
+    kept on the frontier.
+    """
+    for name, values in (("accuracy", accuracy), ("unfairness", unfairness)):
+        try:
+            as_tensor = torch.as_tensor(values, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from err
+        check_ndim(name, as_tensor, 1)
+        check_finite(name, as_tensor)
     if len(accuracy) != len(unfairness):
         raise ValueError(
             f"accuracy and unfairness must have the same length, got {len(accuracy)} and {len(unfairness)}"

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from kernelkit.validation import check_floating, check_ndim
+from kernelkit.validation import check_finite, check_floating, check_ndim
 
 __all__ = ["ProxyLagrangian"]
 
@@ -47,6 +47,8 @@ class ProxyLagrangian:
     def _check(self, name: str, values: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
         check_floating(name, values)
         check_ndim(name, values, 1)
+        # A NaN violation would turn the multipliers (penalty) or the whole loss NaN.
+        check_finite(name, values)
         if values.shape[0] != self.multipliers.shape[0]:
             raise ValueError(
                 f"{name} must have {self.multipliers.shape[0]} entries (one per constraint), got {values.shape[0]}"

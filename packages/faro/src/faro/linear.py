@@ -20,6 +20,7 @@ from faro.data import FeaturePairs
 from faro.lagrangian import ProxyLagrangian
 from kernelkit.io import load_artifact, save_artifact
 from kernelkit.utils import progress
+from kernelkit.validation import check_floating, check_ndim, check_tensor
 
 __all__ = [
     "LinearRewardModel",
@@ -48,11 +49,17 @@ class LinearRewardModel(nn.Module):
         return self.linear.in_features
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Rewards of ``features[..., num_features]``, computed in the model's dtype.
+
+        NaN and ±inf features propagate to the reward, as in ``nn.Linear``; the data paths
+        (:class:`FeaturePairs`) refuse them before they get here.
+        """
+        check_floating("features", features)
         if features.ndim < 1 or features.shape[-1] != self.num_features:
             raise ValueError(
                 f"features must end in a dimension of size {self.num_features}, got shape {tuple(features.shape)}"
             )
-        return self.linear(features).squeeze(-1)
+        return self.linear(features.to(self.linear.weight.dtype)).squeeze(-1)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write safetensors plus a JSON manifest (atomically) into ``directory``."""
@@ -136,8 +143,15 @@ def stratified_order(group: torch.Tensor, generator: torch.Generator) -> torch.T
     """A permutation in which every group is spread evenly, so each window holds its share of it.
 
     Each group's members are shuffled and given keys ``(rank + U(0,1)) / group_size``; sorting by
-    key interleaves the groups in proportion to their sizes.
+    key interleaves the groups in proportion to their sizes. ``group`` is a 1-D integer tensor of
+    group ids >= 0.
     """
+    check_tensor("group", group)
+    check_ndim("group", group, 1)
+    if group.is_floating_point() or group.dtype == torch.bool:
+        raise TypeError(f"group must be an integer tensor, got {group.dtype}")
+    if group.numel() and int(group.min()) < 0:
+        raise ValueError(f"group must hold ids >= 0, got {int(group.min())}")
     keys = torch.empty(group.shape[0], dtype=torch.float64)
     for value in torch.unique(group):
         members = (group == value).nonzero().squeeze(1)

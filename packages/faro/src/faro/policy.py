@@ -14,21 +14,28 @@ import math
 
 import torch
 
-from kernelkit.validation import check_finite, check_floating, check_ndim
+from kernelkit.validation import check_finite, check_floating, check_ndim, check_tensor
 
 __all__ = ["beta_for_kl", "group_selection_gap", "kl_optimal_policy", "policy_kl"]
 
 
-def _check_rewards(rewards: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
-    check_floating("rewards", rewards)
-    check_ndim("rewards", rewards, 2)
-    check_finite("rewards", rewards)
+def _check_rewards(
+    rewards: torch.Tensor, reference: torch.Tensor | None, name: str = "rewards"
+) -> torch.Tensor:
+    """Checks a (prompts, candidates) reward or policy table; returns the reference policy."""
+    check_floating(name, rewards)
+    check_ndim(name, rewards, 2)
+    if rewards.numel() == 0:
+        raise ValueError(
+            f"{name} must hold at least one prompt and one candidate, got shape {tuple(rewards.shape)}"
+        )
+    check_finite(name, rewards)
     if reference is None:
         return torch.full_like(rewards, 1.0 / rewards.shape[1])
     check_floating("reference", reference)
     if reference.shape != rewards.shape:
         raise ValueError(
-            f"reference must have the shape of rewards {tuple(rewards.shape)}, got {tuple(reference.shape)}"
+            f"reference must have the shape of {name} {tuple(rewards.shape)}, got {tuple(reference.shape)}"
         )
     if bool((reference < 0).any()) or not torch.allclose(
         reference.sum(1), torch.ones_like(reference[:, 0]), atol=1e-5
@@ -44,12 +51,18 @@ def kl_optimal_policy(
     if not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
     reference = _check_rewards(rewards, reference)
-    return torch.softmax(torch.log(reference.clamp_min(1e-300)) + rewards / beta, dim=1)
+    # Half precision overflows at r / beta for small beta (beta_for_kl starts at e^-12), so the
+    # softmax runs in at least float32 and the policy comes back in the rewards' dtype.
+    work = torch.promote_types(rewards.dtype, torch.float32)
+    logits = torch.log(reference.to(work).clamp_min(1e-300)) + rewards.to(work) / beta
+    return torch.softmax(logits, dim=1).to(rewards.dtype)
 
 
 def policy_kl(policy: torch.Tensor, reference: torch.Tensor | None = None) -> float:
-    """Mean over prompts of ``KL(pi(.|x) || pi_ref(.|x))``."""
-    reference = _check_rewards(policy, reference)
+    """Mean over prompts of ``KL(pi(.|x) || pi_ref(.|x))``; NaN or ±inf in ``policy`` raises."""
+    reference = _check_rewards(policy, reference, "policy")
+    work = torch.promote_types(policy.dtype, torch.float32)  # 1e-300 is 0 in half precision
+    policy, reference = policy.to(work), reference.to(work)
     terms = torch.where(
         policy > 0,
         policy * (torch.log(policy.clamp_min(1e-300)) - torch.log(reference.clamp_min(1e-300))),
@@ -69,10 +82,17 @@ def group_selection_gap(
     Zero for a reward that ignores the group when quality is independent of it; negative when
     the policy selects group-``g`` responses less often than the reference does.
     """
-    reference = _check_rewards(policy, reference)
+    reference = _check_rewards(policy, reference, "policy")
+    check_tensor("candidate_group", candidate_group)
+    if candidate_group.is_floating_point() or candidate_group.dtype == torch.bool:
+        raise TypeError(f"candidate_group must be an integer tensor, got {candidate_group.dtype}")
     if candidate_group.shape != policy.shape:
         raise ValueError(
             f"candidate_group must have the shape of policy {tuple(policy.shape)}, got {tuple(candidate_group.shape)}"
+        )
+    if bool((candidate_group < 0).any()):
+        raise ValueError(
+            f"candidate_group must hold group ids >= 0, got {int(candidate_group.min())}"
         )
     members = (candidate_group == group).to(policy.dtype)
     return float(((policy - reference) * members).sum(1).mean())

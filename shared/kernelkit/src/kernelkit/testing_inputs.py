@@ -81,36 +81,44 @@ class TensorArg:
 
     ``dtypes`` are the dtypes the function supports (others are tried as bad variants: int64,
     bool, float16, float64); ``ndim`` the accepted numbers of dimensions (``None``: any, so no
-    ndim variants); ``nan`` is ``"raise"`` (NaN/inf must give a clear error) or ``"propagate"``
-    (the documented policy is that they flow through to the result); ``empty`` whether to try
-    zero-size dimensions; ``optional`` whether ``None`` is a valid value.
+    ndim variants); ``nan`` is ``"raise"`` (NaN must give a clear error) or ``"propagate"``
+    (the documented policy is that it flows through to the result); ``inf`` likewise for ±inf
+    (default: as ``nan``); ``empty`` whether to try zero-size dimensions; ``optional`` whether
+    ``None`` is a valid value.
     """
 
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
     ndim: int | tuple[int, ...] | None = None
     nan: str = "raise"
+    inf: str | None = None
     empty: bool = True
     optional: bool = False
 
     def __post_init__(self) -> None:
-        if self.nan not in ("raise", "propagate"):
-            raise ValueError(f"nan must be 'raise' or 'propagate', got {self.nan!r}")
+        for name in ("nan", "inf"):
+            policy = getattr(self, name)
+            if policy not in ("raise", "propagate") and not (name == "inf" and policy is None):
+                raise ValueError(f"{name} must be 'raise' or 'propagate', got {policy!r}")
 
 
 @dataclass(frozen=True)
 class IdsArg:
     """An integer tensor of ids (token ids, node indices, labels) in ``[low, high)``.
 
-    ``high`` may be a callable of the drawn keyword arguments (say, the number of nodes). Ids
-    below ``low`` or at ``high``, float or bool id tensors and ``None`` must all raise; a wrong
-    ``ndim`` must raise when ``ndim`` is given.
+    ``high`` may be a callable of the drawn keyword arguments (say, the number of nodes), or
+    ``None`` when there is no upper limit (group labels of any size). Ids below ``low`` or at
+    ``high``, float or bool id tensors and ``None`` must all raise; a wrong ``ndim`` must raise
+    when ``ndim`` is given. ``float_ok`` is for labels that may come as whole-number floats
+    (0./1. outcomes): float and bool tensors may then be handled, and a NaN among the float
+    labels must raise.
     """
 
-    high: int | Callable[[Mapping[str, Any]], int]
+    high: int | Callable[[Mapping[str, Any]], int] | None
     low: int = 0
     ndim: int | tuple[int, ...] | None = None
     empty: bool = True
     optional: bool = False
+    float_ok: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,7 +184,8 @@ class PublicFunction:
     ``valid`` is a hypothesis strategy of keyword-argument dicts, or a zero-argument factory of
     one; ``args`` declares the arguments to vary, by name. ``postcondition(result, kwargs)``
     raises ``AssertionError`` when a result is wrong; it runs after the default check (finite,
-    shape).
+    shape). ``examples`` overrides the harness-wide number of drawn inputs per variant (one for
+    a function that trains).
     """
 
     name: str
@@ -185,6 +194,7 @@ class PublicFunction:
     args: Mapping[str, ArgSpec]
     postcondition: Callable[[Any, Mapping[str, Any]], None] | None = None
     timeout: float = 10.0
+    examples: int | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,7 +263,6 @@ def _empty(x: torch.Tensor, draw) -> torch.Tensor:
 
 
 def _tensor_variants(arg: str, spec: TensorArg) -> list[_Variant]:
-    propagate = spec.nan == "propagate"
     out = _ndim_variants(arg, _ndims(spec.ndim))
     for dtype in (torch.int64, torch.bool, torch.float16, torch.float64):
         if dtype in spec.dtypes:
@@ -261,6 +270,8 @@ def _tensor_variants(arg: str, spec: TensorArg) -> list[_Variant]:
         make = (lambda x, d, k: x > 0) if dtype == torch.bool else lambda x, d, k, t=dtype: x.to(t)
         out.append(_Variant(arg, f"dtype {str(dtype).removeprefix('torch.')}", False, True, make))
     for label, value in (("NaN", math.nan), ("+inf", math.inf), ("-inf", -math.inf)):
+        policy = spec.nan if label == "NaN" else (spec.inf or spec.nan)
+        propagate = policy == "propagate"
         out.append(
             _Variant(
                 arg,
@@ -281,17 +292,25 @@ def _ids_variants(arg: str, spec: IdsArg) -> list[_Variant]:
     out.append(
         _Variant(arg, "id below range", True, True, lambda x, d, k: _poke(x, d, spec.low - 1))
     )
-    out.append(
-        _Variant(
-            arg,
-            "id at upper bound",
-            True,
-            True,
-            lambda x, d, k: _poke(x, d, _resolve(spec.high, k)),
+    if spec.high is not None:
+        out.append(
+            _Variant(
+                arg,
+                "id at upper bound",
+                True,
+                True,
+                lambda x, d, k: _poke(x, d, _resolve(spec.high, k)),
+            )
         )
-    )
-    out.append(_Variant(arg, "dtype float32", True, True, lambda x, d, k: x.to(torch.float32)))
-    out.append(_Variant(arg, "dtype bool", True, True, lambda x, d, k: x > 0))
+    strict = not spec.float_ok
+    out.append(_Variant(arg, "dtype float32", strict, True, lambda x, d, k: x.to(torch.float32)))
+    out.append(_Variant(arg, "dtype bool", strict, True, lambda x, d, k: x > 0))
+    if spec.float_ok:
+        out.append(
+            _Variant(
+                arg, "NaN", True, True, lambda x, d, k: _poke(x.to(torch.float32), d, math.nan)
+            )
+        )
     if spec.empty:
         out.append(_Variant(arg, "zero-size dim", False, False, lambda x, d, k: _empty(x, d)))
     return out
@@ -523,8 +542,9 @@ def check_bad_inputs(
 ) -> dict[str, Tally]:
     """Call every bad variant of every function on ``examples`` drawn valid inputs.
 
-    Returns one :class:`Tally` per function name. Each drawn valid input is called as is first;
-    a valid input that fails counts as a failure too (of the function or of its declaration).
+    Returns one :class:`Tally` per function name. The drawn valid inputs are called as they are
+    too (for the first variant, and for every variant whose result is compared with theirs); a
+    valid input that fails counts as a failure (of the function or of its declaration).
     ``only`` restricts the run to one function name (for debugging a declaration).
     """
     tallies: dict[str, Tally] = {}
@@ -533,12 +553,14 @@ def check_bad_inputs(
             continue
         tally = tallies.setdefault(function.name, Tally())
         strategy = _strategy(function.valid)
-        for variant in variants(function):
-            _run_variant(function, variant, strategy, tally, examples)
+        for i, variant in enumerate(variants(function)):
+            _run_variant(function, variant, strategy, tally, function.examples or examples, i == 0)
     return tallies
 
 
-def _run_variant(function, variant, strategy, tally: Tally, examples: int) -> None:
+def _run_variant(
+    function, variant, strategy, tally: Tally, examples: int, check_valid: bool
+) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
@@ -552,16 +574,18 @@ def _run_variant(function, variant, strategy, tally: Tally, examples: int) -> No
     @given(data=st.data())
     def run(data):
         kwargs = dict(data.draw(strategy, label="valid"))
-        try:
-            baseline = call_with_timeout(function.call, dict(kwargs), function.timeout)
-            _default_postcondition(baseline, None, None)
-            if function.postcondition is not None:
-                function.postcondition(baseline, kwargs)
-        except (Exception, CallTimeout) as exc:
-            tally.failures.append(
-                f"{function.name}: the valid input failed: {type(exc).__name__}: {exc}"
-            )
-            return
+        baseline = None
+        if check_valid or variant.keeps_shape:
+            try:
+                baseline = call_with_timeout(function.call, dict(kwargs), function.timeout)
+                _default_postcondition(baseline, None, None)
+                if function.postcondition is not None:
+                    function.postcondition(baseline, kwargs)
+            except (Exception, CallTimeout) as exc:
+                tally.failures.append(
+                    f"{function.name}: the valid input failed: {type(exc).__name__}: {exc}"
+                )
+                return
         bad = dict(kwargs)
         bad[variant.arg] = variant.make(kwargs[variant.arg], data.draw, kwargs)
         tally.tried += 1
