@@ -37,7 +37,10 @@ class GroupAction(ABC):
             raise ValueError(f"{name} must have a batch dimension, got shape {tuple(x.shape)}")
 
     def __call__(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("g", g)
+        """``g . x``; ``g`` must be a finite floating ``(batch, dim, dim)`` tensor (a NaN group
+        element would spread into every view). Raises ``TypeError``/``ValueError`` naming ``g``
+        or ``x``."""
+        check_floating("g", g)
         self.check_data("x", x)
         expected = (x.shape[0], self.dim, self.dim)
         if tuple(g.shape) != expected:
@@ -45,6 +48,9 @@ class GroupAction(ABC):
                 f"g must have shape (batch, dim, dim) = {expected} for {type(self).__name__}"
                 f" with dim={self.dim} on data of shape {tuple(x.shape)}, got {tuple(g.shape)}"
             )
+        check_finite("g", g)
+        if x.is_floating_point():
+            g = g.to(x.dtype)
         return self._apply(g, x)
 
 
@@ -89,9 +95,13 @@ class ImageAction(GroupAction):
         self.mode = mode
 
     def check_data(self, name: str, x: torch.Tensor) -> None:
+        """Finite float32/float64 images ``(B, C, H, W)`` with non-empty ``C, H, W`` (the warp
+        inverts ``g`` with ``torch.linalg.inv``, which has no half-precision kernel)."""
         super().check_data(name, x)
         check_ndim(name, x, 4)
-        check_floating(name, x)
+        check_floating(name, x, (torch.float32, torch.float64))
+        if 0 in x.shape[1:]:
+            raise ValueError(f"{name} must have non-empty (C, H, W), got shape {tuple(x.shape)}")
         check_finite(name, x)
 
     def _apply(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -203,12 +203,20 @@ class LieAugmenter(nn.Module):
         return unit * self.scales()
 
     def exp(self, coefficients: torch.Tensor) -> torch.Tensor:
-        """Group elements ``exp(sum_i c_i L_i)`` for coefficients ``(..., k)`` -> ``(..., d, d)``."""
-        check_tensor("coefficients", coefficients)
+        """Group elements ``exp(sum_i c_i L_i)`` for coefficients ``(..., k)`` -> ``(..., d, d)``.
+
+        NaN or ±inf coefficients raise ``ValueError`` (they have no group element).
+        """
+        check_floating("coefficients", coefficients)
         if coefficients.shape[-1:] != (self.num_generators,):
             raise ValueError(
                 f"coefficients must end in the number of generators {self.num_generators}, got shape {tuple(coefficients.shape)}"
             )
+        check_finite("coefficients", coefficients)
+        return self._exp(coefficients)
+
+    def _exp(self, coefficients: torch.Tensor) -> torch.Tensor:
+        # Unchecked: forward's coefficients are sampled here, finite by construction.
         algebra = torch.einsum(
             "...k,kij->...ij", coefficients.to(self.generators.dtype), self.basis()
         )
@@ -221,8 +229,10 @@ class LieAugmenter(nn.Module):
         check_int_in_range("num_views", num_views, 1)
         self.action.check_data("x", x)
         batch = x.shape[0]
+        if batch == 0:
+            raise ValueError(f"x must hold at least one sample, got shape {tuple(x.shape)}")
         coefficients = self.sample_coefficients(num_views * batch, generator=generator)
-        elements = self.exp(coefficients)
+        elements = self._exp(coefficients)
         repeated = (
             x.unsqueeze(0).expand(num_views, *x.shape).reshape(num_views * batch, *x.shape[1:])
         )

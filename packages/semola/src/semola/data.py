@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from kernelkit.validation import check_int_in_range
+from kernelkit.validation import check_int_in_range, check_real_in_range
 from semola.actions import GroupAction, ImageAction, VectorAction
 
 __all__ = [
@@ -222,6 +222,9 @@ def make_n_body(
     """
     check_int_in_range("num_samples", num_samples, 10)
     check_int_in_range("num_bodies", num_bodies, 2)
+    check_real_in_range("horizon", horizon, 0.0)
+    check_real_in_range("dt", dt, 0.0)
+    check_real_in_range("softening", softening, 0.0)
     if not (0 < dt <= horizon):
         raise ValueError(f"dt must satisfy 0 < dt <= horizon, got dt={dt}, horizon={horizon}")
     rng = torch.Generator().manual_seed(seed)

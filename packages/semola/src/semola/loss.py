@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from kernelkit.validation import check_int_in_range, check_tensor
+from kernelkit.validation import (
+    check_finite,
+    check_floating,
+    check_int_in_range,
+    check_ndim,
+    check_real_in_range,
+)
 from semola.actions import GroupAction
 
 __all__ = [
@@ -103,13 +109,22 @@ def equivariance_loss(
     ``form="kl"`` (classifiers with invariant outputs, ``(B, C)`` logits): the mean over views of
     ``KL(softmax f(x) || softmax f(g x))``, which compares the predicted class distributions
     rather than raw logits (a logit shift that leaves the softmax unchanged costs nothing).
+
+    NaN and ±inf in the outputs propagate to the loss, as in torch's own losses (the training
+    loop sees a NaN loss), except that an ``output_action`` applies its own data check to
+    ``outputs`` (:class:`VectorAction` and :class:`ImageAction` refuse non-finite data); a
+    non-finite group element, wrong shapes, dtypes and empty batches raise.
     """
-    check_tensor("outputs", outputs)
-    check_tensor("view_outputs", view_outputs)
-    if view_outputs.shape[1:] != outputs.shape:
+    check_floating("outputs", outputs)
+    check_floating("view_outputs", view_outputs)
+    if outputs.ndim < 1 or outputs.shape[0] == 0:
         raise ValueError(
-            f"view_outputs must have shape (K, *outputs.shape) = (K, {', '.join(map(str, outputs.shape))}),"
-            f" got {tuple(view_outputs.shape)}"
+            f"outputs must hold a non-empty batch (B, ...), got {tuple(outputs.shape)}"
+        )
+    if view_outputs.shape[1:] != outputs.shape or view_outputs.shape[0] == 0:
+        raise ValueError(
+            f"view_outputs must have shape (K, *outputs.shape) = (K, {', '.join(map(str, outputs.shape))})"
+            f" with K >= 1, got {tuple(view_outputs.shape)}"
         )
     num_views = view_outputs.shape[0]
     if form == "kl":
@@ -125,6 +140,15 @@ def equivariance_loss(
         raise ValueError(f"form must be one of {EQUIVARIANCE_FORMS}, got {form!r}")
     expected = outputs.unsqueeze(0).expand_as(view_outputs)
     if output_action is not None:
+        check_floating("group_elements", group_elements)
+        output_action.check_data("outputs", outputs)
+        wanted = (*view_outputs.shape[:2], output_action.dim, output_action.dim)
+        if tuple(group_elements.shape) != wanted:
+            raise ValueError(
+                f"group_elements must have shape (K, B, d, d) = {wanted}, got"
+                f" {tuple(group_elements.shape)}"
+            )
+        check_finite("group_elements", group_elements)
         flat_g = group_elements.reshape(-1, *group_elements.shape[2:])
         flat_out = expected.reshape(-1, *outputs.shape[1:])
         expected = output_action(flat_g, flat_out).reshape(view_outputs.shape)
@@ -140,24 +164,44 @@ def augmentation_loss(
     Zero as soon as the augmentations move the data by ``margin`` on average, so it does not
     fight the equivariance term once the augmentations are non-trivial; positive, with a gradient
     that enlarges the generators, when they shrink toward the identity.
+
+    NaN in ``inputs`` or ``views`` propagates to the loss, as in torch's own losses; computed in at
+    least float32 (the norms of half-precision data underflow).
     """
-    check_tensor("inputs", inputs)
-    check_tensor("views", views)
-    if views.shape[1:] != inputs.shape:
+    check_floating("inputs", inputs)
+    check_floating("views", views)
+    check_real_in_range("margin", margin, 0.0)
+    if inputs.ndim < 1 or 0 in inputs.shape:
+        raise ValueError(f"inputs must hold a non-empty batch (B, ...), got {tuple(inputs.shape)}")
+    if views.shape[1:] != inputs.shape or views.shape[0] == 0:
         raise ValueError(
-            f"views must have shape (K, *inputs.shape), got {tuple(views.shape)} for inputs {tuple(inputs.shape)}"
+            f"views must have shape (K, *inputs.shape) with K >= 1, got {tuple(views.shape)} for"
+            f" inputs {tuple(inputs.shape)}"
         )
-    flat_views = views.reshape(views.shape[0], inputs.shape[0], -1)
-    flat_inputs = inputs.reshape(1, inputs.shape[0], -1)
+    work = torch.promote_types(torch.promote_types(inputs.dtype, views.dtype), torch.float32)
+    flat_views = views.to(work).reshape(views.shape[0], inputs.shape[0], -1)
+    flat_inputs = inputs.to(work).reshape(1, inputs.shape[0], -1)
     displacement = (flat_views - flat_inputs).norm(dim=-1) / flat_inputs.norm(dim=-1).clamp_min(
         1e-12
     )
     return torch.relu(margin - displacement.mean())
 
 
+def _check_basis(basis: torch.Tensor) -> None:
+    check_floating("basis", basis)
+    check_ndim("basis", basis, 3)
+    if 0 in basis.shape or basis.shape[-1] != basis.shape[-2]:
+        raise ValueError(
+            f"basis must hold k >= 1 square generators (k, d, d), got {tuple(basis.shape)}"
+        )
+
+
 def orthogonality_loss(basis: torch.Tensor) -> torch.Tensor:
-    """``sum_{a<b} |<L_a, L_b>_F| / (||L_a||_F ||L_b||_F)``: zero for an orthogonal basis."""
-    check_tensor("basis", basis)
+    """``sum_{a<b} |<L_a, L_b>_F| / (||L_a||_F ||L_b||_F)``: zero for an orthogonal basis.
+
+    ``basis`` is ``(k, d, d)``; NaN propagates to the loss, as in torch's own losses.
+    """
+    _check_basis(basis)
     flat = basis.reshape(basis.shape[0], -1)
     unit = flat / flat.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     pairs = list(itertools.combinations(range(basis.shape[0]), 2))
@@ -172,8 +216,9 @@ def sparsity_loss(basis: torch.Tensor) -> torch.Tensor:
 
     0 for a single non-zero entry, 1 for all ``d^2`` entries equal in size; dividing by the
     Frobenius norm keeps the term from rewarding small generators (which would feed collapse).
+    ``basis`` is ``(k, d, d)``; NaN propagates to the loss, as in torch's own losses.
     """
-    check_tensor("basis", basis)
+    _check_basis(basis)
     flat = basis.reshape(basis.shape[0], -1)
     ratio = flat.abs().sum(-1) / flat.norm(dim=-1).clamp_min(1e-12)
     dim = basis.shape[-1]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from kernelkit.validation import check_int_in_range, check_tensor
+from kernelkit.validation import check_finite, check_floating, check_int_in_range, check_tensor
 from semola.actions import GroupAction
 from semola.augmenter import LieAugmenter
 from semola.loss import (
@@ -48,12 +48,54 @@ class LossTerms:
     parts: dict[str, float] = field(default_factory=dict)
 
 
-def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
-    check_tensor("x", x)
+def check_model_input(name: str, x: torch.Tensor, model: nn.Module) -> None:
+    """A finite floating batch ``(B, ...)``, ``B >= 1``, in the dtype of ``model``'s parameters.
+
+    NaN inputs raise rather than propagate: one NaN sample turns the whole batch's loss (and
+    every parameter after the step) into NaN.
+    """
+    check_floating(name, x)
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"{name} must hold a non-empty batch (B, ...), got {tuple(x.shape)}")
+    parameter = next(model.parameters(), None)
+    if parameter is not None and parameter.dtype != x.dtype:
+        raise TypeError(f"{name} must have the model's dtype {parameter.dtype}, got {x.dtype}")
+    check_finite(name, x)
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
+    """Inputs as :func:`check_model_input`; targets finite floats or class ids ``>= 0``."""
+    check_model_input("x", x, model)
     check_tensor("y", y)
-    if x.shape[0] != y.shape[0]:
+    if y.ndim < 1 or x.shape[0] != y.shape[0]:
         raise ValueError(
-            f"x and y must have the same batch size, got {x.shape[0]} and {y.shape[0]}"
+            f"x and y must have the same batch size, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if y.is_floating_point():
+        check_finite("y", y)  # a NaN target is an error, never a value to fit
+    elif y.dtype == torch.bool:
+        raise TypeError("y must hold float targets or integer class ids, got torch.bool")
+    elif bool((y < 0).any()):
+        raise ValueError(f"y must hold class ids >= 0, got {int(y.min())}")
+
+
+def _check_targets(outputs: torch.Tensor, y: torch.Tensor) -> None:
+    """Targets that fit the predictions: the same shape, or one class id per row of logits."""
+    if y.is_floating_point():
+        if y.shape != outputs.shape:
+            raise ValueError(
+                f"y must have the shape of the model's outputs {tuple(outputs.shape)}, got"
+                f" {tuple(y.shape)}"
+            )
+        return
+    if outputs.ndim != 2 or y.shape != outputs.shape[:1]:
+        raise ValueError(
+            f"y (class ids) must have shape ({outputs.shape[0]},) for logits of shape"
+            f" {tuple(outputs.shape)}, got {tuple(y.shape)}"
+        )
+    if bool((y >= outputs.shape[1]).any()):
+        raise ValueError(
+            f"y must hold class ids < {outputs.shape[1]} (the number of logits), got {int(y.max())}"
         )
 
 
@@ -144,10 +186,11 @@ class SEMoLA(nn.Module):
 
     def compute_loss(self, x: torch.Tensor, y: torch.Tensor, task_loss: TaskLoss) -> LossTerms:
         """The five-term loss on one batch (see the module :mod:`semola.loss`)."""
-        _check_batch(x, y)
+        _check_batch(x, y, self.base_model)
         cfg = self.config
         augmented = self.augmenter(x, cfg.num_views)
         outputs = self.base_model(x)
+        _check_targets(outputs, y)
         view_outputs = _run_on_views(self.base_model, augmented.views, frozen=self.discovering)
         task = task_loss(outputs, y)
         if cfg.task_on_views:
@@ -196,8 +239,10 @@ class PlainModel(nn.Module):
         return self.base_model(x)
 
     def compute_loss(self, x: torch.Tensor, y: torch.Tensor, task_loss: TaskLoss) -> LossTerms:
-        _check_batch(x, y)
-        task = task_loss(self.base_model(x), y)
+        _check_batch(x, y, self.base_model)
+        outputs = self.base_model(x)
+        _check_targets(outputs, y)
+        task = task_loss(outputs, y)
         return LossTerms(task, {"task": task.item()})
 
 
@@ -234,9 +279,10 @@ class AugmentedTraining(nn.Module):
         return self.base_model(x)
 
     def compute_loss(self, x: torch.Tensor, y: torch.Tensor, task_loss: TaskLoss) -> LossTerms:
-        _check_batch(x, y)
+        _check_batch(x, y, self.base_model)
         augmented = self.augmenter(x, self.num_views)
         outputs = self.base_model(augmented.views.reshape(-1, *x.shape[1:]))
+        _check_targets(outputs[: x.shape[0]], y)
         task = task_loss(outputs, _moved_targets(y, augmented.group_elements, self.output_action))
         width = self.augmenter.scales().norm()
         total = task - self.range_reward * width
@@ -327,7 +373,13 @@ class LieGAN(nn.Module):
         return torch.cat([x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1).to(x.dtype)], 1)
 
     def compute_loss(self, x: torch.Tensor, y: torch.Tensor, task_loss: TaskLoss) -> LossTerms:
-        _check_batch(x, y)
+        _check_batch(x, y, self.base_model)
+        if self.num_classes is not None:
+            if y.is_floating_point():
+                raise TypeError(
+                    f"y must hold integer class ids (num_classes={self.num_classes}), got {y.dtype}"
+                )
+            _check_targets(x.new_zeros(x.shape[0], self.num_classes), y)
         augmented = self.augmenter(x, 1)
         elements = augmented.group_elements
         fake = self.pair_features(
@@ -342,7 +394,9 @@ class LieGAN(nn.Module):
         generator_loss = F.softplus(-functional_call(self.discriminator, frozen, (fake,))).mean()
         fixed = elements.detach()
         views = self.augmenter.action(fixed.reshape(-1, *fixed.shape[2:]), x)
-        task = task_loss(self.base_model(views), _moved_targets(y, fixed, self.output_action))
+        outputs = self.base_model(views)
+        _check_targets(outputs, y)
+        task = task_loss(outputs, _moved_targets(y, fixed, self.output_action))
         total = self.task_weight * task + discriminator_loss + generator_loss
         parts = {
             "task": task.item(),

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from kernelkit.validation import check_finite, check_floating, check_int_in_range, check_tensor
+from kernelkit.validation import check_finite, check_floating, check_int_in_range
 from semola.actions import GroupAction
 from semola.augmenter import LieAugmenter
+from semola.model import check_model_input
 
 __all__ = [
     "AlgebraComparison",
@@ -31,8 +32,10 @@ def _as_basis(name: str, basis: torch.Tensor) -> torch.Tensor:
     check_floating(name, basis)
     if basis.ndim == 2:
         basis = basis.unsqueeze(0)
-    if basis.ndim != 3 or basis.shape[-1] != basis.shape[-2]:
-        raise ValueError(f"{name} must have shape (k, d, d) or (d, d), got {tuple(basis.shape)}")
+    if basis.ndim != 3 or basis.shape[-1] != basis.shape[-2] or 0 in basis.shape:
+        raise ValueError(
+            f"{name} must have shape (k, d, d) or (d, d) with k, d >= 1, got {tuple(basis.shape)}"
+        )
     check_finite(name, basis)
     flat = basis.detach().to(torch.float64).reshape(basis.shape[0], -1)
     if bool((flat.norm(dim=-1) == 0).any()):
@@ -134,8 +137,11 @@ def symmetry_signature(
     output_action: GroupAction | None = None,
     generator: torch.Generator | None = None,
 ) -> SymmetrySignature:
-    """Measure :class:`SymmetrySignature` of ``model`` under ``augmenter`` on the batch ``x``."""
-    check_tensor("x", x)
+    """Measure :class:`SymmetrySignature` of ``model`` under ``augmenter`` on the batch ``x``.
+
+    ``x`` must be a finite, non-empty batch in the model's dtype (NaN raises ``ValueError``).
+    """
+    check_model_input("x", x, model)
     check_int_in_range("num_views", num_views, 1)
     augmented = augmenter(x, num_views, generator=generator)
     outputs = model(x)

@@ -152,11 +152,19 @@ class _PointMLP(nn.Module):
 
 def point_mlp(in_features: int, out_shape: tuple[int, ...], hidden: int = 64) -> nn.Module:
     """An unconstrained MLP on the flattened sample, reshaped to ``out_shape`` (``()`` for a scalar)."""
+    check_int_in_range("in_features", in_features, 1)
+    check_int_in_range("hidden", hidden, 1)
+    if not isinstance(out_shape, tuple) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in out_shape
+    ):
+        raise ValueError(f"out_shape must be a tuple of positive ints, got {out_shape!r}")
     return _PointMLP(in_features, out_shape, hidden)
 
 
 def small_cnn(num_classes: int = 10, channels: int = 16) -> nn.Module:
     """A three-layer CNN with global pooling, for small single-channel images."""
+    check_int_in_range("num_classes", num_classes, 2)
+    check_int_in_range("channels", channels, 1)
     return nn.Sequential(
         nn.Conv2d(1, channels, 3, padding=1),
         nn.ReLU(),

@@ -84,11 +84,13 @@ class TensorArg:
     ndim variants); ``nan`` is ``"raise"`` (NaN must give a clear error) or ``"propagate"``
     (the documented policy is that it flows through to the result); ``inf`` likewise for ±inf
     (default: as ``nan``); ``empty`` whether to try zero-size dimensions; ``optional`` whether
-    ``None`` is a valid value.
+    ``None`` is a valid value. ``min_ndim`` (with ``ndim=None``) says "at least this many
+    dimensions": one fewer is tried, and must raise.
     """
 
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
     ndim: int | tuple[int, ...] | None = None
+    min_ndim: int | None = None
     nan: str = "raise"
     inf: str | None = None
     empty: bool = True
@@ -264,6 +266,16 @@ def _empty(x: torch.Tensor, draw) -> torch.Tensor:
 
 def _tensor_variants(arg: str, spec: TensorArg) -> list[_Variant]:
     out = _ndim_variants(arg, _ndims(spec.ndim))
+    if spec.ndim is None and spec.min_ndim:
+        out.append(
+            _Variant(
+                arg,
+                f"ndim {spec.min_ndim - 1}",
+                True,
+                False,
+                lambda x, d, k: _with_ndim(x, spec.min_ndim - 1),
+            )
+        )
     for dtype in (torch.int64, torch.bool, torch.float16, torch.float64):
         if dtype in spec.dtypes:
             continue
