@@ -167,7 +167,7 @@ def test_delta_outside_unit_interval(delta):
 def test_empty_dataset_and_bad_gamma():
     with pytest.raises(ValueError, match="empty dataset"):
         M.ju_pac_bayes(tiny_gcn(), [])
-    with pytest.raises(ValueError, match="gamma must be a number > 0, got 0"):
+    with pytest.raises(ValueError, match="gamma must be a finite number > 0, got 0"):
         M.ju_pac_bayes(tiny_gcn(), TRAIN, gamma=0)
 
 

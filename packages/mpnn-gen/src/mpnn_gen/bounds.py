@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mpnn_gen.graphs import as_graph_batch
+from kernelkit.validation import (
+    check_finite,
+    check_floating,
+    check_index_range,
+    check_int_in_range,
+    check_ndim,
+    check_real_in_range,
+)
+from mpnn_gen.graphs import as_graph_batch, check_pyg_graph
 from mpnn_gen.norms import extract_layers, operator_norm
 
 __all__ = [
@@ -129,21 +137,37 @@ def _check_delta(delta: float) -> float:
 
 
 def _check_gamma(gamma: float) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, int | float) or not gamma > 0:
-        raise ValueError(f"gamma must be a number > 0, got {gamma!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, int | float) or not 0 < gamma < math.inf:
+        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
     return float(gamma)
 
 
-def _graph_list(graphs, name: str = "train") -> list:
+def _graph_list(
+    graphs, name: str = "train", *, need_features: bool = True, need_labels: bool = False
+) -> list:
+    """``graphs`` as a checked list of PyG graphs (see :func:`check_pyg_graph`); with
+    ``need_labels`` each must carry one integer class id ``y >= 0`` (the upper limit, the number
+    of logits, is checked where the model runs)."""
     from torch_geometric.data import Batch, Data
 
     if isinstance(graphs, Batch):
         graphs = graphs.to_data_list()
     elif isinstance(graphs, Data):
         graphs = [graphs]
+    if graphs is None or isinstance(graphs, str | bytes):
+        raise TypeError(f"{name} must be PyG graphs, got {type(graphs).__name__}")
     graphs = list(graphs)
     if not graphs:
         raise ValueError(f"{name} must contain at least one graph, got an empty dataset")
+    for index, graph in enumerate(graphs):
+        check_pyg_graph(f"{name}[{index}]", graph, need_features=need_features)
+        if need_labels:
+            label = getattr(graph, "y", None)
+            check_index_range(f"{name}[{index}].y", label, 2**62)
+            if label.shape != (1,):
+                raise ValueError(
+                    f"{name}[{index}].y must hold one class id, shape (1,), got {tuple(label.shape)}"
+                )
     return graphs
 
 
@@ -581,7 +605,7 @@ def vc_wl(
     from mpnn_gen.wl import refine
 
     delta = _check_delta(delta)
-    graphs = _graph_list(train)
+    graphs = _graph_list(train, need_features=use_features)
     if rounds is None:
         rounds = sum(layer.operator != "identity" for layer in extract_layers(model))
     result = refine(domain if domain is not None else graphs, rounds, use_features=use_features)
@@ -614,7 +638,9 @@ def unseen_colour_fraction(train, test, *, rounds: int, use_features: bool = Tru
     graphs with at least one unseen colour."""
     from mpnn_gen.wl import refine
 
-    train_graphs, test_graphs = _graph_list(train), _graph_list(test, "test")
+    check_int_in_range("rounds", rounds, 0)
+    train_graphs = _graph_list(train, need_features=use_features)
+    test_graphs = _graph_list(test, "test", need_features=use_features)
     # One joint refinement, so that training and test colours are hashes of the same round.
     joint = refine(train_graphs + test_graphs, rounds, use_features=use_features)
     colours = joint.node_colours[min(rounds, len(joint.node_colours) - 1)]
@@ -663,8 +689,18 @@ def stability_verma_zhang(
             f"stability_verma_zhang covers one-layer GCNs; model has {len(graph_layers)} "
             "message-passing layers"
         )
+    check_int_in_range("steps", steps, 1)
+    lr = check_real_in_range("lr", lr, 0.0)
+    check_real_in_range("loss_bound", loss_bound, 0.0)
+    check_real_in_range("loss_lipschitz", loss_lipschitz, 0.0)
+    (data,) = _graph_list(data, "data")
     if not isinstance(train_mask, torch.Tensor) or train_mask.dtype != torch.bool:
         raise TypeError(f"train_mask must be a bool tensor, got {train_mask!r}")
+    if train_mask.shape != (data.num_nodes,):
+        raise ValueError(
+            f"train_mask must have shape ({data.num_nodes},), one entry per node, got "
+            f"{tuple(train_mask.shape)}"
+        )
     m = int(train_mask.sum())
     if m == 0:
         raise ValueError("train_mask selects no node; need at least one training node")
@@ -704,8 +740,19 @@ def transductive_rademacher_sgc(
     ``R = Q weight_norm E||sum_i sigma_i z_i||_2`` (sigma_i = +-1 with probability
     ``p = m u/(m+u)^2`` each, else 0), estimated from ``samples`` draws."""
     gamma, delta = _check_gamma(gamma), _check_delta(delta)
+    weight_norm = check_real_in_range("weight_norm", weight_norm, 0.0)
+    check_int_in_range("samples", samples, 1)
     if not isinstance(train_mask, torch.Tensor) or train_mask.dtype != torch.bool:
         raise TypeError(f"train_mask must be a bool tensor, got {train_mask!r}")
+    check_ndim("train_mask", train_mask, 1)
+    check_floating("features", features)
+    check_ndim("features", features, 2)
+    if features.shape[0] != train_mask.shape[0]:
+        raise ValueError(
+            f"features must have one row per node of train_mask ({train_mask.shape[0]}), got "
+            f"shape {tuple(features.shape)}"
+        )
+    check_finite("features", features)
     m, total = int(train_mask.sum()), int(train_mask.numel())
     u = total - m
     if m == 0 or u == 0:

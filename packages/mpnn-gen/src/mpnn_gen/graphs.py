@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kernelkit.validation import check_finite, check_floating, check_int_in_range, check_ndim
 from mpnn_gen.hashing import mix64
 
 __all__ = ["GraphBatch", "as_graph_batch", "to_pyg"]
@@ -85,13 +86,45 @@ def _symmetrise(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
     return torch.stack([key // max(num_nodes, 1), key % max(num_nodes, 1)])
 
 
-def _check_pyg_graph(index: int, graph, use_features: bool) -> None:
-    """A clear error for what would otherwise wrap around, crash deep in the refinement, or be
-    hashed into colours silently: non-integer or out-of-range edge indices, NaN/inf features."""
-    name = f"graphs[{index}]"
+def check_pyg_graph(
+    name: str, graph, *, use_features: bool = True, need_features: bool = False
+) -> None:
+    """A clear error for what would otherwise wrap around, crash deep in the refinement or a
+    model, or be hashed into colours or averaged into a bound silently: non-integer or
+    out-of-range edge indices, features of the wrong shape, NaN/inf features.
+
+    ``name`` names the graph in messages (``graphs[0]``); ``need_features`` makes ``x``
+    required (the models and bounds read it). A missing ``edge_index`` means no edges.
+    """
+    from torch_geometric.data import Data
+
+    if not isinstance(graph, Data):
+        raise TypeError(f"{name} must be a PyG Data, got {type(graph).__name__}")
+    x = getattr(graph, "x", None)
+    if x is None and need_features:
+        raise TypeError(f"{name}.x must be a torch.Tensor of node features, got None")
+    if x is not None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name}.x must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim not in (1, 2) or x.shape[0] != graph.num_nodes:
+            raise ValueError(
+                f"{name}.x must have shape (num_nodes,) or (num_nodes, features) with "
+                f"num_nodes={graph.num_nodes}, got {tuple(x.shape)}"
+            )
+        if need_features and not x.is_floating_point():
+            raise TypeError(f"{name}.x must have a floating-point dtype, got {x.dtype}")
     edge_index = graph.edge_index
-    if edge_index is None:
-        return
+    if edge_index is not None:
+        _check_edge_index(name, edge_index, int(graph.num_nodes))
+    finite = not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() == 0
+    if (use_features or need_features) and not finite and not bool(torch.isfinite(x).all()):
+        raise ValueError(
+            f"{name}.x must be finite: NaN or inf features would be hashed into colours "
+            "or averaged into a bound"
+        )
+
+
+def _check_edge_index(name: str, edge_index, num_nodes: int) -> None:
     if not isinstance(edge_index, torch.Tensor):
         raise TypeError(
             f"{name}.edge_index must be a torch.Tensor, got {type(edge_index).__name__}"
@@ -102,18 +135,11 @@ def _check_pyg_graph(index: int, graph, use_features: bool) -> None:
         )
     if edge_index.ndim != 2 or edge_index.shape[0] != 2:
         raise ValueError(f"{name}.edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
-    num_nodes = int(graph.num_nodes)
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
         raise ValueError(
             f"{name}.edge_index must hold node ids in [0, {num_nodes - 1}] "
             f"(num_nodes={num_nodes}), got values from {int(edge_index.min())} to "
             f"{int(edge_index.max())}"
-        )
-    x = getattr(graph, "x", None)
-    finite = not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() == 0
-    if use_features and not finite and not bool(torch.isfinite(x).all()):
-        raise ValueError(
-            f"{name}.x must be finite: NaN or inf features would be hashed into colours"
         )
 
 
@@ -121,7 +147,7 @@ def _from_pyg(graphs: Sequence, use_features: bool) -> GraphBatch:
     from torch_geometric.data import Batch
 
     for index, graph in enumerate(graphs):
-        _check_pyg_graph(index, graph, use_features)
+        check_pyg_graph(f"graphs[{index}]", graph, use_features=use_features)
     merged = Batch.from_data_list(list(graphs))
     num_nodes = int(merged.num_nodes)
     labels = (
@@ -129,8 +155,9 @@ def _from_pyg(graphs: Sequence, use_features: bool) -> GraphBatch:
         if use_features and getattr(merged, "x", None) is not None
         else torch.zeros(num_nodes, dtype=torch.long)
     )
+    edges = merged.edge_index if merged.edge_index is not None else torch.zeros(2, 0)
     return GraphBatch(
-        edge_index=_symmetrise(merged.edge_index.long(), num_nodes),
+        edge_index=_symmetrise(edges.long(), num_nodes),
         batch=merged.batch.long()
         if merged.batch is not None
         else torch.zeros(num_nodes, dtype=torch.long),
@@ -182,9 +209,24 @@ def as_graph_batch(
 
 def to_pyg(graph, *, features: torch.Tensor | None = None, y: int | None = None):
     """A networkx graph as a PyG ``Data`` with both edge directions; ``features`` default to a
-    constant 1-d feature."""
+    constant 1-d feature. ``features`` must be finite floats, one row per node; ``y`` a class
+    id >= 0."""
+    import networkx as nx
     from torch_geometric.data import Data
 
+    if not isinstance(graph, nx.Graph):
+        raise TypeError(f"graph must be a networkx graph, got {type(graph).__name__}")
+    if features is not None:
+        check_floating("features", features)
+        check_ndim("features", features, 2)
+        if features.shape[0] != graph.number_of_nodes():
+            raise ValueError(
+                f"features must have one row per node ({graph.number_of_nodes()}), got shape "
+                f"{tuple(features.shape)}"
+            )
+        check_finite("features", features)
+    if y is not None:
+        check_int_in_range("y", y, 0)
     index = {node: i for i, node in enumerate(graph.nodes)}
     pairs = [(index[u], index[v]) for u, v in graph.edges if u != v]
     edges = pairs + [(v, u) for u, v in pairs]

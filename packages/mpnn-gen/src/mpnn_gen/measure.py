@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from kernelkit.validation import check_tensor
 from mpnn_gen.bounds import Bound, _check_gamma, _graph_list
+from mpnn_gen.models import check_graph_labels
 
 __all__ = ["Gap", "measure_gap", "rank_correlations", "report"]
 
@@ -39,7 +41,9 @@ def _losses(model, graphs, gamma: float) -> tuple[float, float]:
     batch = Batch.from_data_list(graphs)
     with torch.no_grad():
         logits = model(batch.x, batch.edge_index, batch.batch)
-    y = batch.y.view(-1)
+    y = getattr(batch, "y", None)
+    check_tensor("graphs[i].y", y)
+    check_graph_labels("graphs[i].y", y, logits.shape[1], len(graphs))
     true = logits.gather(1, y.unsqueeze(1)).squeeze(1)
     others = logits.scatter(1, y.unsqueeze(1), float("-inf")).max(dim=1).values
     margin = true - others
@@ -49,7 +53,8 @@ def _losses(model, graphs, gamma: float) -> tuple[float, float]:
 def measure_gap(model, train, test, *, gamma: float = 1.0) -> Gap:
     """0-1 and margin losses of ``model(x, edge_index, batch)`` on ``train`` and ``test``."""
     gamma = _check_gamma(gamma)
-    train, test = _graph_list(train, "train"), _graph_list(test, "test")
+    train = _graph_list(train, "train", need_labels=True)
+    test = _graph_list(test, "test", need_labels=True)
     train_error, train_margin = _losses(model, train, gamma)
     test_error, test_margin = _losses(model, test, gamma)
     return Gap(train_error, test_error, train_margin, test_margin, gamma)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kernelkit.validation import check_int_in_range
 from mpnn_gen.graphs import GraphBatch
 
 __all__ = [
@@ -206,6 +207,11 @@ def operator_norm(
     (``P P^T`` for the ``*_root`` operators ``[I, P]``) with per-graph normalisation."""
     if operator not in OPERATORS:
         raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
+    check_int_in_range("iterations", iterations, 1)
+    if not isinstance(graph, GraphBatch):
+        raise TypeError(
+            f"graph must be a GraphBatch (see as_graph_batch), got {type(graph).__name__}"
+        )
     if operator == "identity":
         return torch.ones(graph.num_graphs, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)

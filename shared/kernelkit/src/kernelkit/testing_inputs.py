@@ -187,7 +187,8 @@ class PublicFunction:
     one; ``args`` declares the arguments to vary, by name. ``postcondition(result, kwargs)``
     raises ``AssertionError`` when a result is wrong; it runs after the default check (finite,
     shape). ``examples`` overrides the harness-wide number of drawn inputs per variant (one for
-    a function that trains).
+    a function that trains). ``allow_inf=True`` lets results hold ±inf (never NaN), for
+    functions where infinity is a meaningful value (a vacuous bound).
     """
 
     name: str
@@ -197,6 +198,7 @@ class PublicFunction:
     postcondition: Callable[[Any, Mapping[str, Any]], None] | None = None
     timeout: float = 10.0
     examples: int | None = None
+    allow_inf: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,19 +454,21 @@ def _leaves(value: Any, path: str = "result", depth: int = 0):
             yield from _leaves(getattr(value, f.name), f"{path}.{f.name}", depth + 1)
 
 
-def _finite(value) -> bool:
+def _finite(value, allow_inf: bool = False) -> bool:
     if isinstance(value, float):
-        return math.isfinite(value)
+        return not math.isnan(value) if allow_inf else math.isfinite(value)
     if value.is_floating_point() or value.is_complex():
-        return bool(torch.isfinite(value).all())
+        return bool((~torch.isnan(value) if allow_inf else torch.isfinite(value)).all())
     return True
 
 
-def _default_postcondition(result, baseline, variant: _Variant | None) -> None:
+def _default_postcondition(
+    result, baseline, variant: _Variant | None, allow_inf: bool = False
+) -> None:
     leaves = dict(_leaves(result))
     if variant is None or not variant.allows_nonfinite:
         for path, leaf in leaves.items():
-            assert _finite(leaf), f"{path} is not finite"
+            assert _finite(leaf, allow_inf), f"{path} is not finite"
     if variant is None or not variant.keeps_shape:
         return
     expected = dict(_leaves(baseline))
@@ -527,7 +531,7 @@ def _judge(function: PublicFunction, variant: _Variant, kwargs, baseline) -> str
     if variant.must_raise:
         return f"{where}: accepted without an error (returned {_summary(result)})"
     try:
-        _default_postcondition(result, baseline, variant)
+        _default_postcondition(result, baseline, variant, function.allow_inf)
         if function.postcondition is not None:
             function.postcondition(result, kwargs)
     except AssertionError as exc:
@@ -590,7 +594,7 @@ def _run_variant(
         if check_valid or variant.keeps_shape:
             try:
                 baseline = call_with_timeout(function.call, dict(kwargs), function.timeout)
-                _default_postcondition(baseline, None, None)
+                _default_postcondition(baseline, None, None, function.allow_inf)
                 if function.postcondition is not None:
                     function.postcondition(baseline, kwargs)
             except (Exception, CallTimeout) as exc:
