@@ -44,8 +44,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from kernelkit.utils import seed_everything
+from kernelkit.validation import check_int_in_range
 from reasoncache.cache import ReasonCache, layer_shapes
-from reasoncache.inject import forward_with_cache
+from reasoncache.inject import check_token_ids, forward_with_cache
 from reasoncache.train import (
     Example,
     TrainConfig,
@@ -82,6 +83,8 @@ DEFAULT_LORA_TARGETS = ("q_proj", "v_proj")
 
 def cache_parameter_count(model: Any, num_slots: int, frozen_slots: int = 0) -> int:
     """Trainable parameters of a raw cache: ``2 · (m - frozen) · sum_l H_kv(l) · head_dim(l)``."""
+    check_int_in_range("num_slots", num_slots, 1)
+    check_int_in_range("frozen_slots", frozen_slots, 0)
     if num_slots <= 0 or not 0 <= frozen_slots < num_slots:
         raise ValueError(
             f"need num_slots > 0 and 0 <= frozen_slots < num_slots, got num_slots={num_slots}, "
@@ -295,13 +298,19 @@ class ICLMethod(ModelMethod):
     """In-context learning: ``demonstration_ids`` (``[n]`` or ``[1, n]``) before every query."""
 
     def __init__(self, model: Any, demonstration_ids: torch.Tensor | Sequence[int]) -> None:
-        ids = torch.as_tensor(demonstration_ids, dtype=torch.long)
+        if demonstration_ids is None:
+            raise TypeError("demonstration_ids must be token ids, got None")
+        ids = torch.as_tensor(demonstration_ids)
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            raise TypeError(f"demonstration_ids must hold integer token ids, got dtype {ids.dtype}")
         ids = ids[0] if ids.dim() == 2 and ids.shape[0] == 1 else ids
         if ids.dim() != 1 or ids.numel() == 0:
             raise ValueError(
                 "demonstration_ids must be one non-empty token sequence ([n] or [1, n]), got "
                 f"shape {tuple(torch.as_tensor(demonstration_ids).shape)}"
             )
+        check_token_ids(model, ids.long().unsqueeze(0), "demonstration_ids")
+        ids = ids.long()
         super().__init__(model, name=f"ICL ({ids.numel()} context tokens)")
         self.prefix_ids = ids
 
@@ -372,13 +381,18 @@ def evaluate(
     log-likelihood per scored token. FLOPs are measured on the first ``flop_queries`` rows
     (unpadded, one at a time) and averaged.
     """
-    if batch_size < 1 or flop_queries < 0:
-        raise ValueError(
-            f"need batch_size >= 1 and flop_queries >= 0, got {batch_size}, {flop_queries}"
-        )
+    check_int_in_range("batch_size", batch_size, 1)
+    check_int_in_range("flop_queries", flop_queries, 0)
     rows = [_with_prefix(r, method.prefix_ids) for r in tokenize_examples(tokenizer, examples)]
     if not rows:
         raise ValueError("examples must hold at least one example to evaluate, got none")
+    vocab = method.model.get_input_embeddings().num_embeddings
+    for index, row in enumerate(rows):
+        if not all(0 <= t < vocab for t in row["input_ids"]):
+            raise ValueError(
+                f"examples[{index}] input_ids must be token ids in [0, {vocab - 1}], got "
+                f"{next(t for t in row['input_ids'] if not 0 <= t < vocab)}"
+            )
     device = next(method.model.parameters()).device
     correct, nll, scored = 0, 0.0, 0
     for start in range(0, len(rows), batch_size):

@@ -22,7 +22,13 @@ import torch
 from torch import nn
 
 from kernelkit.io import ArtifactError, load_artifact, save_artifact
-from kernelkit.validation import check_floating, check_tensor
+from kernelkit.validation import (
+    check_finite,
+    check_floating,
+    check_int_in_range,
+    check_real_in_range,
+    check_tensor,
+)
 
 __all__ = [
     "CacheMismatchError",
@@ -96,6 +102,8 @@ class ReasonCacheConfig:
             raise ValueError(f"num_slots must be an int > 0, got {self.num_slots!r}")
         if self.num_slots <= 0:
             raise ValueError(f"num_slots (m) must be > 0, got {self.num_slots}")
+        check_int_in_range("frozen_slots", self.frozen_slots, 0)
+        check_int_in_range("reparam_hidden", self.reparam_hidden, 0)
         if not 0 <= self.frozen_slots < self.num_slots:
             raise ValueError(
                 f"frozen_slots must be in [0, num_slots={self.num_slots}), got {self.frozen_slots}"
@@ -104,8 +112,7 @@ class ReasonCacheConfig:
             raise ValueError(
                 f"init must be one of zeros, random, text, questions; got {self.init!r}"
             )
-        if not self.init_std >= 0:
-            raise ValueError(f"init_std must be >= 0, got {self.init_std}")
+        check_real_in_range("init_std", self.init_std, 0.0)
         if self.reparam_hidden < 0:
             raise ValueError(f"reparam_hidden must be >= 0, got {self.reparam_hidden}")
 
@@ -256,7 +263,8 @@ def rotate_keys(keys: torch.Tensor, shift: int, inv_freq: torch.Tensor) -> torch
 
     Uses Llama's half-split convention (``rotate_half``). Because rotations compose,
     ``R(shift) R(p) k = R(p + shift) k`` exactly: a key rotated for position ``p`` becomes the key
-    rotated for ``p + shift``.
+    rotated for ``p + shift``. NaN in ``keys`` propagates (a rotation is elementwise arithmetic);
+    ``inv_freq`` must be finite.
     """
     check_tensor("keys", keys)
     check_floating("keys", keys)
@@ -268,11 +276,13 @@ def rotate_keys(keys: torch.Tensor, shift: int, inv_freq: torch.Tensor) -> torch
             f"keys must end in an even, non-zero head_dim (RoPE rotates pairs), got shape "
             f"{tuple(keys.shape)}"
         )
+    check_floating("inv_freq", inv_freq)
     if tuple(inv_freq.shape) != (head_dim // 2,):
         raise ValueError(
             f"inv_freq must have shape ({head_dim // 2},) for head_dim {head_dim}, got "
             f"{tuple(inv_freq.shape)}"
         )
+    check_finite("inv_freq", inv_freq)
     if shift == 0:
         return keys
     angles = shift * inv_freq.to(device=keys.device, dtype=torch.float64)
@@ -373,6 +383,7 @@ class ReasonCache(nn.Module):
         Differentiable with respect to the master parameters; the batch axis is an ``expand``
         view, so nothing is copied per row.
         """
+        check_int_in_range("batch_size", batch_size, 1)
         result = []
         for layer, (keys, values) in enumerate(self._trainable_kv()):
             full_k = torch.cat([self.frozen_keys[layer], keys], dim=1)

@@ -8,20 +8,29 @@ from typing import Any
 import torch
 
 from reasoncache.cache import CacheMismatchError, ReasonCache, ReasonCacheConfig
-from reasoncache.inject import real_key_values
+from reasoncache.inject import check_token_ids, real_key_values
 
 __all__ = ["cache_from_text", "init_from_cache", "init_from_questions", "init_from_text"]
 
 
-def _as_ids(text_ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
-    ids = torch.as_tensor(text_ids, dtype=torch.long)
+def _as_ids(
+    text_ids: torch.Tensor | Sequence[int], model: Any, name: str = "text_ids"
+) -> torch.Tensor:
+    """One sequence of the model's token ids as ``[1, n]`` (a float or bool tensor, which
+    ``torch.as_tensor(..., dtype=long)`` would silently truncate, is refused)."""
+    if text_ids is None:
+        raise TypeError(f"{name} must be token ids (a tensor or a sequence of ints), got None")
+    ids = torch.as_tensor(text_ids)
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
     if ids.dim() == 1:
         ids = ids.unsqueeze(0)
     if ids.dim() != 2 or ids.shape[0] != 1:
         raise ValueError(
-            f"text_ids must be one token sequence ([n] or [1, n]), got {tuple(ids.shape)}"
+            f"{name} must be one token sequence ([n] or [1, n]), got {tuple(ids.shape)}"
         )
-    return ids
+    check_token_ids(model, ids.long(), name)
+    return ids.long()
 
 
 def init_from_text(cache: ReasonCache, model: Any, text_ids: torch.Tensor) -> ReasonCache:
@@ -29,7 +38,7 @@ def init_from_text(cache: ReasonCache, model: Any, text_ids: torch.Tensor) -> Re
 
     With these slots the model behaves exactly as if those m tokens were in its context.
     """
-    ids = _as_ids(text_ids).to(next(model.parameters()).device)
+    ids = _as_ids(text_ids, model).to(next(model.parameters()).device)
     if ids.shape[1] < cache.num_slots:
         raise ValueError(
             f"text_ids has {ids.shape[1]} tokens, fewer than the cache's m={cache.num_slots} slots"
@@ -45,7 +54,14 @@ def init_from_questions(
     """Real KV of training questions, concatenated in order and cut to m tokens."""
     if len(question_ids) == 0:
         raise ValueError("question_ids must hold at least one question, got none")
-    joined = torch.cat([_as_ids(q)[0] for q in question_ids])
+    joined = torch.cat(
+        [_as_ids(q, model, f"question_ids[{i}]")[0] for i, q in enumerate(question_ids)]
+    )
+    if joined.numel() < cache.num_slots:
+        raise ValueError(
+            f"question_ids hold {joined.numel()} tokens, fewer than the cache's "
+            f"m={cache.num_slots} slots"
+        )
     init_from_text(cache, model, joined)
     cache.init_method = "questions"
     return cache
@@ -77,7 +93,7 @@ def cache_from_text(
     model: Any, text_ids: torch.Tensor, *, frozen_slots: int = 0, reparam_hidden: int = 0
 ) -> ReasonCache:
     """A cache whose m = len(text_ids) slots are the real KV of the whole text."""
-    ids = _as_ids(text_ids)
+    ids = _as_ids(text_ids, model)
     config = ReasonCacheConfig(
         num_slots=ids.shape[1],
         frozen_slots=frozen_slots,

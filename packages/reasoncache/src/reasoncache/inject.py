@@ -78,20 +78,32 @@ def fresh_dynamic_cache(model: Any, cache: ReasonCache, batch_size: int) -> Dyna
 def extend_attention_mask(
     attention_mask: torch.Tensor | None, input_ids: torch.Tensor, num_slots: int
 ) -> torch.Tensor:
-    """``ones(B, m) ⊕ attention_mask``; checks the mask covers exactly the input tokens."""
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else input_ids
-        raise ValueError(f"input_ids must be a 2-D [batch, seq] tensor, got {shape!r}")
+    """``ones(B, m) ⊕ attention_mask`` as an int64 mask; checks the mask covers exactly the
+    input tokens and holds only 0 and 1 (any integer, bool or float dtype)."""
+    check_tensor("input_ids", input_ids)
+    if input_ids.dim() != 2:
+        raise ValueError(
+            f"input_ids must be a 2-D [batch, seq] tensor, got {tuple(input_ids.shape)}"
+        )
+    if input_ids.dtype.is_floating_point or input_ids.dtype in (torch.bool, torch.complex64):
+        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.numel() and int(input_ids.min()) < 0:
+        raise ValueError(f"input_ids must be token ids >= 0, got {int(input_ids.min())}")
     check_int_in_range("num_slots", num_slots, 0)
     batch, length = input_ids.shape
     if attention_mask is None:
         attention_mask = torch.ones(batch, length, dtype=torch.long, device=input_ids.device)
+    check_tensor("attention_mask", attention_mask)
     if attention_mask.dim() != 2 or tuple(attention_mask.shape) != (batch, length):
         raise ValueError(
             f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, length)} "
             f"(one column per input token; the {num_slots} prefix columns are added here, so do "
             "not pass an already extended or a 4-D mask)"
         )
+    if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        bad = attention_mask[(attention_mask != 0) & (attention_mask != 1)][0].item()
+        raise ValueError(f"attention_mask must hold only 0 and 1, got {bad!r}")
+    attention_mask = attention_mask.long()
     prefix = torch.ones(batch, num_slots, dtype=attention_mask.dtype, device=attention_mask.device)
     return torch.cat([prefix, attention_mask], dim=1)
 
@@ -204,23 +216,47 @@ def _checkpointed_forward(
     return _original(model, "forward")(input_ids=input_ids, use_cache=False, **kwargs)
 
 
-def _check_token_ids(model: Any, input_ids: Any) -> None:
+def check_token_ids(model: Any, input_ids: Any, name: str = "input_ids") -> None:
     """Token ids as the model's embedding expects them, with an error that says which rule broke
     (otherwise torch raises a bare IndexError or dtype error deep inside the embedding)."""
-    check_tensor("input_ids", input_ids)
+    check_tensor(name, input_ids)
     if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+        raise TypeError(f"{name} must hold integer token ids, got dtype {input_ids.dtype}")
     if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
         raise ValueError(
-            "input_ids must be a non-empty 2-D [batch, seq] tensor of token ids, got shape "
+            f"{name} must be a non-empty 2-D [batch, seq] tensor of token ids, got shape "
             f"{tuple(input_ids.shape)}"
         )
     vocab = model.get_input_embeddings().num_embeddings
     low, high = int(input_ids.min()), int(input_ids.max())
     if low < 0 or high >= vocab:
         raise ValueError(
-            f"input_ids must be token ids in [0, {vocab - 1}] (the model's vocabulary), got values "
+            f"{name} must be token ids in [0, {vocab - 1}] (the model's vocabulary), got values "
             f"from {low} to {high}"
+        )
+
+
+def _check_labels(model: Any, labels: Any, input_ids: torch.Tensor) -> None:
+    """Next-token labels: ids of the vocabulary or -100 (no loss), the shape of ``input_ids``,
+    and at least one position left to predict (otherwise the mean loss is NaN)."""
+    check_tensor("labels", labels)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise TypeError(f"labels must hold integer token ids or -100, got dtype {labels.dtype}")
+    if labels.shape != input_ids.shape:
+        raise ValueError(
+            f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got "
+            f"{tuple(labels.shape)}"
+        )
+    vocab = model.get_input_embeddings().num_embeddings
+    invalid = (labels != -100) & ((labels < 0) | (labels >= vocab))
+    if bool(invalid.any()):
+        raise ValueError(
+            f"labels must be token ids in [0, {vocab - 1}] or -100, got {labels[invalid][0].item()}"
+        )
+    if not bool((labels[:, 1:] != -100).any()):
+        raise ValueError(
+            "labels must leave at least one token to predict (a label other than -100 after the "
+            "first position); the loss would be NaN"
         )
 
 
@@ -232,7 +268,9 @@ def _prepare(
     kwargs: dict[str, Any],
 ) -> dict[str, Any]:
     _check_compatible(model, reason_cache)
-    _check_token_ids(model, input_ids)
+    check_token_ids(model, input_ids)
+    if kwargs.get("labels") is not None:
+        _check_labels(model, kwargs["labels"], input_ids)
     for keyword in _CACHE_KEYWORDS:
         if kwargs.get(keyword) is not None:
             raise ValueError(
@@ -341,7 +379,8 @@ def real_key_values(model: Any, input_ids: torch.Tensor) -> list[tuple[torch.Ten
     Keys carry RoPE rotations for positions 0..n-1, which is why queries after such a cache start
     at position n.
     """
-    if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+    check_token_ids(model, input_ids)
+    if input_ids.shape[0] != 1:
         raise ValueError(
             f"input_ids must be one unpadded sequence of shape [1, n], got {tuple(input_ids.shape)}"
         )

@@ -129,9 +129,22 @@ def tokenize_examples(tokenizer: Any, examples: Sequence[Example]) -> list[dict[
     return rows
 
 
+def _token_list(values: Any, where: str) -> list[int]:
+    """Ints as they are: ``int()`` would truncate a float id and accept a bool."""
+    if isinstance(values, torch.Tensor):
+        values = values.tolist()
+    if not isinstance(values, Sequence) or isinstance(values, str | bytes):
+        raise TypeError(f"{where} must be a sequence of int token ids, got {values!r}")
+    tokens = list(values)
+    for token in tokens:
+        if isinstance(token, bool) or not isinstance(token, int):
+            raise TypeError(f"{where} must hold int token ids, got {token!r}")
+    return tokens
+
+
 def _checked_row(example: dict[str, Any], index: int) -> dict[str, list[int]]:
-    ids = [int(t) for t in example["input_ids"]]
-    labels = [int(t) for t in example.get("labels", ids)]
+    ids = _token_list(example["input_ids"], f"examples[{index}] input_ids")
+    labels = _token_list(example.get("labels", ids), f"examples[{index}] labels")
     if not ids or len(labels) != len(ids):
         raise ValueError(
             f"examples[{index}] must have non-empty input_ids and labels of the same length, got "
