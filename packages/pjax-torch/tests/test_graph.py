@@ -194,7 +194,7 @@ def test_bad_inputs_raise_clear_errors():
         api.apply_operation("tanh", w)
     with pytest.raises(ValueError, match=r"matmul needs x \(..., k\) and w \(k, m\)"):
         api.matmul(torch.randn(4, 5), w)
-    with pytest.raises(ValueError, match="dot needs equal last axes"):
+    with pytest.raises(ValueError, match="a and b must have equal, non-empty last axes"):
         api.dot(w, api.parameter(torch.randn(3, 4), "v"))
     with pytest.raises(ValueError, match="do not broadcast"):
         api.add(w, torch.randn(4, 2))
@@ -207,7 +207,7 @@ def test_bad_inputs_raise_clear_errors():
         DouglasRachford(relaxation=1.5)
     with pytest.raises(ValueError, match="beta must be non-zero"):
         DifferenceMap(beta=0)
-    with pytest.raises(ValueError, match="algorithm must be one of"):
+    with pytest.raises(ValueError, match="name must be one of the algorithms"):
         make_optimizer("sgd")
     with pytest.raises(ValueError, match="consensus_weight must be"):
         DouglasRachford(consensus_weight="two")

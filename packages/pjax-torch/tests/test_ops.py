@@ -289,7 +289,7 @@ def test_bad_inputs_raise_clear_errors():
         margin.project(a, torch.tensor([0, 1, 4]))
     with pytest.raises(TypeError, match="labels must be an integer tensor"):
         cross_entropy.project(a, torch.zeros(3))
-    with pytest.raises(ValueError, match="lam must be a positive number"):
+    with pytest.raises(ValueError, match="lam must be a positive"):
         cross_entropy.project(a, torch.zeros(3, dtype=torch.long), lam=-1.0)
 
 

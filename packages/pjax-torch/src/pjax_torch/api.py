@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from kernelkit.validation import check_finite, check_floating, check_int_in_range
 from pjax_torch.graph import Constant, Node, Operation, Parameter, Transform
 from pjax_torch.ops import get_operation
 from pjax_torch.ops import quantize as quantize_op
@@ -84,11 +85,13 @@ def _node(value: Value, name: str = "value") -> Node:
     raise TypeError(f"{name} must be a torch.Tensor or a graph Node, got {type(value).__name__}")
 
 
-def _check_value(name: str, value: object) -> None:
+def _check_value(name: str, value: object, *, floating: bool = False) -> None:
     if not isinstance(value, torch.Tensor | Node):
         raise TypeError(
             f"{name} must be a torch.Tensor or a graph Node, got {type(value).__name__}"
         )
+    if floating and isinstance(value, torch.Tensor):
+        check_floating(name, value)
 
 
 def parameter(value: torch.Tensor, name: str) -> Parameter:
@@ -167,6 +170,8 @@ def broadcast_to(a: Value, shape: Sequence[int]) -> Value:
 
 def repeat(a: Value, count: int, axis: int) -> Value:
     """Insert a new axis at ``axis`` holding ``count`` copies of ``a``."""
+    _check_value("a", a)
+    check_int_in_range("count", count, 1)
     shape = list(a.shape)
     position = axis % (a.ndim + 1)
     expanded = reshape(a, [*shape[:position], 1, *shape[position:]])
@@ -212,7 +217,13 @@ def stack(values: Sequence[Value], axis: int = 0) -> Value:
 def index(table: Value, indices: torch.Tensor) -> Value:
     """Rows of ``table`` (an embedding lookup); repeated indices are averaged on the way back."""
     _check_value("table", table)
-    if not isinstance(indices, torch.Tensor) or indices.is_floating_point():
+    if table.ndim < 1:
+        raise ValueError("table must have rows to index, got a 0-d tensor")
+    if (
+        not isinstance(indices, torch.Tensor)
+        or indices.is_floating_point()
+        or indices.dtype == torch.bool
+    ):
         raise TypeError(f"indices must be an integer tensor, got {indices!r:.80}")
     rows = table.shape[0]
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= rows):
@@ -239,10 +250,22 @@ def conv_patches(
     The adjoint folds the patches back, so a pixel in overlapping patches gets their mean.
     Padding entries are constant zeros.
     """
-    _check_value("x", x)
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (batch, channels, H, W), got {tuple(x.shape)}")
+    _check_value("x", x, floating=True)
+    if x.ndim != 4 or 0 in x.shape[1:]:
+        raise ValueError(
+            f"x must have shape (batch, channels, H, W) with non-empty C, H, W, got {tuple(x.shape)}"
+        )
     size = tuple(x.shape[-2:])
+    if isinstance(kernel_size, int) and not isinstance(kernel_size, bool):
+        kernel = (kernel_size, kernel_size)
+    elif isinstance(kernel_size, tuple) and len(kernel_size) == 2:
+        kernel = kernel_size
+    else:
+        raise TypeError(f"kernel_size must be an int or a pair of ints, got {kernel_size!r}")
+    check_int_in_range("stride", stride, 1)
+    check_int_in_range("padding", padding, 0)
+    for k, side in zip(kernel, size, strict=True):
+        check_int_in_range("kernel_size", k, 1, side + 2 * padding)
     options = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
 
     def forward(image: torch.Tensor) -> torch.Tensor:
@@ -274,11 +297,12 @@ def identity(a: Value) -> Value:
 
 def dot(a: Value, b: Value) -> Value:
     """Inner product over the last axis (after broadcasting the leading axes)."""
-    _check_value("a", a)
-    _check_value("b", b)
-    if a.ndim < 1 or b.ndim < 1 or a.shape[-1] != b.shape[-1]:
+    _check_value("a", a, floating=True)
+    _check_value("b", b, floating=True)
+    if a.ndim < 1 or b.ndim < 1 or a.shape[-1] != b.shape[-1] or a.shape[-1] == 0:
         raise ValueError(
-            f"dot needs equal last axes, got shapes {tuple(a.shape)} and {tuple(b.shape)}"
+            f"a and b must have equal, non-empty last axes (dot), got shapes {tuple(a.shape)} "
+            f"and {tuple(b.shape)}"
         )
     a, b = _broadcast([a, b])
     return apply_operation("dot", a, b)
@@ -287,12 +311,14 @@ def dot(a: Value, b: Value) -> Value:
 def matmul(x: Value, w: Value) -> Value:
     """``x @ w`` for ``x`` of shape ``(..., k)`` and ``w`` of shape ``(k, m)``: one dot node per
     output entry, each holding its own copy of a row of ``x`` and a column of ``w``."""
-    _check_value("x", x)
-    _check_value("w", w)
+    _check_value("x", x, floating=True)
+    _check_value("w", w, floating=True)
     if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[0]:
         raise ValueError(
             f"matmul needs x (..., k) and w (k, m), got shapes {tuple(x.shape)} and {tuple(w.shape)}"
         )
+    if x.dtype != w.dtype:
+        raise TypeError(f"x and w must share a dtype, got {x.dtype} and {w.dtype}")
     if not _traced(x, w):
         return x @ w
     m = w.shape[1]
@@ -408,20 +434,26 @@ def cross_entropy(logits: Value, labels: torch.Tensor, lam: float = 5.0) -> Valu
     """Traced: the cross-entropy prox with step ``lam``. On tensors: the mean cross-entropy."""
     _check_value("logits", logits)
     check_logits_and_labels(logits.value if isinstance(logits, Node) else logits, labels)
-    if isinstance(lam, bool) or not isinstance(lam, int | float) or not lam > 0:
-        raise ValueError(f"lam must be a positive number, got {lam!r}")
+    if isinstance(lam, bool) or not isinstance(lam, int | float) or not 0 < lam < float("inf"):
+        raise ValueError(f"lam must be a positive, finite number, got {lam!r}")
     if not _traced(logits):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
     return apply_operation("cross_entropy", logits, labels=labels, lam=float(lam))
 
 
 def regression_target(values: Value, target: torch.Tensor) -> Value:
-    """Traced: the constraint values = target. On tensors: the mean squared error."""
-    _check_value("values", values)
-    if not isinstance(target, torch.Tensor) or tuple(target.shape) != tuple(values.shape):
+    """Traced: the constraint values = target. On tensors: the mean squared error, where NaN in
+    ``values`` propagates as in ``torch.nn.functional.mse_loss``; a NaN target always raises."""
+    _check_value("values", values, floating=True)
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    check_floating("target", target)
+    if tuple(target.shape) != tuple(values.shape):
         raise ValueError(
-            f"target must be a tensor of shape {tuple(values.shape)}, got {getattr(target, 'shape', target)!r}"
+            f"values and target must have the same shape, got {tuple(values.shape)} and "
+            f"{tuple(target.shape)}"
         )
+    check_finite("target", target)
     if not _traced(values):
         return F.mse_loss(values, target)
     return apply_operation("target", values, target=target)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from kernelkit.validation import check_int_in_range
+
 __all__ = ["Dataset", "load_arrays", "load_digits", "sequence_task", "teacher_student"]
 
 
@@ -73,6 +75,9 @@ def teacher_student(
     *, samples: int = 1024, inputs: int = 16, hidden: int = 16, outputs: int = 4, seed: int = 0
 ) -> Dataset:
     """Regression targets from a random two-layer ReLU teacher (the student can fit it exactly)."""
+    check_int_in_range("samples", samples, 2)
+    for name, value in (("inputs", inputs), ("hidden", hidden), ("outputs", outputs)):
+        check_int_in_range(name, value, 1)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(samples, inputs, generator=g)
     w1 = torch.randn(inputs, hidden, generator=g) * (2 / inputs) ** 0.5
@@ -84,6 +89,8 @@ def teacher_student(
 
 def sequence_task(*, samples: int = 1024, steps: int = 6, seed: int = 0) -> Dataset:
     """Sequences of ±1 symbols with noise; the label says whether the +1s are the majority."""
+    check_int_in_range("samples", samples, 2)
+    check_int_in_range("steps", steps, 1)
     g = torch.Generator().manual_seed(seed)
     symbols = torch.randint(0, 2, (samples, steps), generator=g) * 2 - 1
     if steps % 2 == 0:

@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from kernelkit.validation import check_index_range
 from pjax_torch import api
 
 __all__ = [
@@ -169,6 +170,7 @@ class Embedding(Module):
         return {"weight": ((self.num_embeddings, self.features), "normal")}
 
     def __call__(self, params, tokens):
+        check_index_range("tokens", tokens, self.num_embeddings)
         return api.index(params["weight"], tokens)
 
 

@@ -232,5 +232,5 @@ ALGORITHMS: dict[str, type[Optimizer]] = {
 def make_optimizer(name: str, **kwargs) -> Optimizer:
     """An optimiser by its short name (``ap``, ``ar``, ``dr``, ``dm``, ``cyclic-ap``, ``cyclic-dr``)."""
     if name not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {name!r}")
+        raise ValueError(f"name must be one of the algorithms {sorted(ALGORITHMS)}, got {name!r}")
     return ALGORITHMS[name](**kwargs)

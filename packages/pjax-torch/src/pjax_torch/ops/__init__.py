@@ -45,8 +45,9 @@ __all__ = [
 ]
 
 
-class UnknownOperationError(KeyError):
-    """No projection is registered under the requested operation name."""
+class UnknownOperationError(KeyError, ValueError):
+    """No projection is registered under the requested operation name (a ``KeyError`` for
+    lookups, and a ``ValueError`` like every other bad argument)."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -103,6 +104,7 @@ def get_operation(name: str) -> OperationSpec:
         return REGISTRY[name]
     except KeyError:
         raise UnknownOperationError(
-            f"no projection is registered for operation {name!r}; registered operations: "
+            f"name must be a registered operation; no projection is registered for operation "
+            f"{name!r}; registered operations: "
             f"{sorted(REGISTRY)} (add one with pjax_torch.ops.register_operation)"
         ) from None

@@ -3,6 +3,8 @@
 NaN policy: every operator's ``project`` raises ``ValueError`` on NaN or infinite inputs. A
 projection of a non-finite point has no meaning (the nearest point of a set to NaN), and letting
 it through turned NaN into NaN points or, where a branch compared it, silently into a finite one.
+The ``forward`` functions are plain arithmetic: NaN propagates, as in ``torch.amax`` or
+``torch.sum``; they refuse non-floating and 0-d input.
 """
 
 from __future__ import annotations
@@ -36,14 +38,26 @@ def check_weight(weight: float | torch.Tensor, like: torch.Tensor) -> float | to
                 f"weight must be a number or have the output's shape {tuple(like.shape)}, "
                 f"got shape {tuple(weight.shape)}"
             )
-        if weight.numel() and not bool((weight > 0).all()):
+        if weight.numel() and not bool(((weight > 0) & (weight < torch.inf)).all()):
             raise ValueError(
-                f"weight must be positive everywhere, got minimum {weight.min().item()}"
+                f"weight must be positive and finite everywhere, got minimum "
+                f"{weight.min().item()} and maximum {weight.max().item()}"
             )
         return weight
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
-        raise ValueError(f"weight must be a positive number or tensor, got {weight!r}")
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, int | float)
+        or not 0 < weight < float("inf")
+    ):
+        raise ValueError(f"weight must be a positive finite number or tensor, got {weight!r}")
     return float(weight)
+
+
+def check_reducible(name: str, value: torch.Tensor) -> None:
+    """A floating tensor with a last axis to reduce over (the ``forward`` functions' check)."""
+    check_floating(name, value)
+    if value.ndim < 1:
+        raise ValueError(f"{name} must have a last axis to reduce over, got a 0-d tensor")
 
 
 def check_reduced(name: str, value: torch.Tensor, output: torch.Tensor) -> None:

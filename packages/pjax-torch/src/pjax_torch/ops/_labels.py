@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import torch
 
-from kernelkit.validation import check_floating
+from kernelkit.validation import check_finite, check_floating
 
 
 def check_logits_and_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
-    """``logits`` is ``(..., classes)`` floating; ``labels`` is ``(...)`` integer in range."""
+    """``logits`` is ``(..., classes)`` floating and finite; ``labels`` is ``(...)`` integer (not
+    bool) in range."""
     check_floating("logits", logits)
     if logits.ndim < 1 or logits.shape[-1] < 2:
         raise ValueError(
             f"logits must have shape (..., classes) with classes >= 2, got {tuple(logits.shape)}"
         )
-    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
+    if (
+        not isinstance(labels, torch.Tensor)
+        or labels.is_floating_point()
+        or labels.is_complex()
+        or labels.dtype == torch.bool
+    ):
         raise TypeError(f"labels must be an integer tensor of class indices, got {labels!r:.80}")
     if labels.shape != logits.shape[:-1]:
         raise ValueError(
@@ -25,3 +31,4 @@ def check_logits_and_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
         raise ValueError(
             f"labels must lie in [0, {classes - 1}], got values in [{int(labels.min())}, {int(labels.max())}]"
         )
+    check_finite("logits", logits)

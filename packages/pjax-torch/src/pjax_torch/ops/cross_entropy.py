@@ -10,6 +10,8 @@ contraction for λ above about 2 and does not converge there.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pjax_torch.ops._common import Projection
@@ -61,6 +63,6 @@ def _project(logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 5.0) ->
 def project(logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 5.0) -> Projection:
     """The cross-entropy prox of ``logits`` for integer ``labels``; residual = ‖∇F‖∞."""
     check_logits_and_labels(logits, labels)
-    if isinstance(lam, bool) or not isinstance(lam, int | float) or not lam > 0:
-        raise ValueError(f"lam must be a positive number, got {lam!r}")
+    if isinstance(lam, bool) or not isinstance(lam, int | float) or not 0 < lam < math.inf:
+        raise ValueError(f"lam must be a positive, finite number, got {lam!r}")
     return _project(logits, labels, lam=float(lam))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from kernelkit.validation import check_real_in_range
 from pjax_torch.ops._common import Projection
 from pjax_torch.ops._labels import check_logits_and_labels
 
@@ -24,6 +25,5 @@ def _project(logits: torch.Tensor, labels: torch.Tensor, *, margin: float = 1.0)
 def project(logits: torch.Tensor, labels: torch.Tensor, *, margin: float = 1.0) -> Projection:
     """Nearest logits satisfying the margin constraint for integer ``labels``."""
     check_logits_and_labels(logits, labels)
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
-        raise ValueError(f"margin must be a number >= 0, got {margin!r}")
-    return _project(logits, labels, margin=float(margin))
+    margin = check_real_in_range("margin", margin, 0.0)
+    return _project(logits, labels, margin=margin)

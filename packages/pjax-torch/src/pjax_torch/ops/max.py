@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import torch
 
-from pjax_torch.ops._common import Projection, check_reduced, check_weight
+from pjax_torch.ops._common import Projection, check_reduced, check_reducible, check_weight
 
 
 def forward(a: torch.Tensor) -> torch.Tensor:
+    check_reducible("a", a)
     return a.amax(-1)
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import torch
 
-from pjax_torch.ops._common import Projection, check_reduced, check_weight
+from pjax_torch.ops._common import Projection, check_reduced, check_reducible, check_weight
 
 
 def forward(x: torch.Tensor) -> torch.Tensor:
+    check_reducible("x", x)
     return torch.relu(x.sum(-1))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kernelkit.validation import check_floating, check_same_shape
+from kernelkit.validation import check_finite, check_floating, check_same_shape
 from pjax_torch.ops._common import Projection
 
 
@@ -19,4 +19,6 @@ def project(values: torch.Tensor, target: torch.Tensor) -> Projection:
     check_floating("values", values)
     check_floating("target", target)
     check_same_shape("values", values, "target", target)
+    check_finite("values", values)
+    check_finite("target", target)
     return _project(values, target)
