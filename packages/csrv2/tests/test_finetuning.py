@@ -185,7 +185,7 @@ def test_finetune_rejects_bad_inputs(tiny_backbone_dir):
     backbone = tiny_backbone(tiny_backbone_dir)
     with pytest.raises(ValueError, match="needs labels"):
         finetune(TEXTS, None, head_config(), backbone=backbone, show_progress=False)
-    with pytest.raises(ValueError, match="one entry per embedding"):
+    with pytest.raises(ValueError, match="one entry per row"):
         finetune(TEXTS, LABELS[:3], head_config(), backbone=backbone, show_progress=False)
     with pytest.raises(ValueError, match="tied"):
         finetune(TEXTS, LABELS, head_config(tied=False), backbone=backbone, show_progress=False)

@@ -249,7 +249,7 @@ def test_csr_loss_terms_and_errors():
     assert int(head.calls_since_fired.max()) == 3
     with pytest.raises(ValueError, match="needs labels"):
         csr_loss(head, x, 3, LossConfig())
-    with pytest.raises(ValueError, match="one entry per code"):
+    with pytest.raises(ValueError, match="one entry per row"):
         csr_loss(head, x, 3, LossConfig(), labels[:4])
     with pytest.raises(ValueError, match="temperature must be > 0"):
         LossConfig(temperature=0.0)

@@ -128,7 +128,7 @@ def test_training_bad_inputs():
     x, y = clusters(n=20)
     with pytest.raises(ValueError, match="needs labels"):
         train(x, None, TrainConfig(hidden=32), show_progress=False)
-    with pytest.raises(ValueError, match="one entry per embedding"):
+    with pytest.raises(ValueError, match="one entry per row"):
         train(x, y[:5], TrainConfig(hidden=32), show_progress=False)
     bad = x.clone()
     bad[3, 2] = float("nan")
@@ -136,7 +136,7 @@ def test_training_bad_inputs():
         train(bad, y, TrainConfig(hidden=32), show_progress=False)
     with pytest.raises(ValueError, match="k must be <= hidden"):
         TrainConfig(k=40, hidden=32)
-    with pytest.raises(ValueError, match="recipe must be one of"):
+    with pytest.raises(ValueError, match="name must be one of the recipes"):
         recipe("splade")
 
 

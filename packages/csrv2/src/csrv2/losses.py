@@ -19,9 +19,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from csrv2.model import SparseAutoencoder, _compact_dense
+from csrv2.model import SparseAutoencoder, _compact_dense, check_labels
 from kernelkit.topk import SparseCodes, topk_codes
-from kernelkit.validation import check_ndim, check_tensor
+from kernelkit.validation import (
+    check_finite,
+    check_floating,
+    check_int_in_range,
+    check_ndim,
+    check_tensor,
+)
 
 __all__ = [
     "LossConfig",
@@ -111,9 +117,30 @@ def auxk_loss(
 
     ``dead`` is a ``[hidden]`` bool mask. Returns an exact 0 (still part of the graph) when no
     latent is dead or ``auxk`` is 0; uses ``min(auxk, #dead)`` latents otherwise. A residual with no
-    spread (normaliser 0) gives 0, not NaN.
+    spread (normaliser 0) gives 0, not NaN. NaN or ±inf in ``pre`` or ``residual`` raises.
     """
-    return auxk_from_decoder(model.decoder_rows, pre, residual, dead, auxk)
+    check_floating("pre", pre)
+    check_ndim("pre", pre, 2)
+    if pre.shape[1] != model.hidden:
+        raise ValueError(f"pre must have shape (N, hidden={model.hidden}), got {tuple(pre.shape)}")
+    check_floating("residual", residual)
+    if tuple(residual.shape) != (pre.shape[0], model.d_in):
+        raise ValueError(
+            f"residual must have shape (N, d_in) = {(pre.shape[0], model.d_in)}, got "
+            f"{tuple(residual.shape)}"
+        )
+    check_tensor("dead", dead)
+    if dead.dtype != torch.bool or tuple(dead.shape) != (model.hidden,):
+        raise ValueError(
+            f"dead must be a bool mask of shape ({model.hidden},), got {dead.dtype} "
+            f"{tuple(dead.shape)}"
+        )
+    check_int_in_range("auxk", auxk, 0)
+    check_finite("pre", pre)
+    check_finite("residual", residual)
+    return auxk_from_decoder(
+        model.decoder_rows, pre.to(model.decoder_rows.dtype), residual, dead, auxk
+    )
 
 
 def auxk_from_decoder(
@@ -146,11 +173,23 @@ def _normalised_dense(codes: SparseCodes) -> torch.Tensor:
     return F.normalize(_compact_dense(codes.indices, codes.values), dim=-1)
 
 
+def _check_temperature(temperature: object) -> float:
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 < temperature < float("inf")
+    ):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return float(temperature)
+
+
 def self_contrastive_loss(codes: SparseCodes, temperature: float = 0.2) -> torch.Tensor:
     """CSR's in-batch InfoNCE between two views of the codes (here one deterministic view twice).
 
     With identical views the positive is the anchor itself and the loss pushes codes apart.
+    NaN in the code values propagates to the loss, as in torch's own losses.
     """
+    temperature = _check_temperature(temperature)
     z = _normalised_dense(codes)
     logits = z @ z.T / temperature
     targets = torch.arange(z.shape[0], device=z.device)
@@ -165,14 +204,11 @@ def supervised_contrastive_loss(
     The batch is stacked with its second view (identical for a frozen backbone, as in the public
     code); for each of the 2B anchors the positives are all *other* rows with the same label,
     including the anchor's own copy, and the loss is ``-log(sum_pos / sum_all_but_self)`` with the
-    ratio clamped at 1e-8, averaged over anchors.
+    ratio clamped at 1e-8, averaged over anchors. NaN in the code values propagates to the loss,
+    as in torch's own losses; ``labels`` must be class ids ``>= 0``.
     """
-    check_tensor("labels", labels)
-    check_ndim("labels", labels, 1)
-    if labels.shape[0] != codes.shape[0]:
-        raise ValueError(
-            f"labels must have one entry per code ({codes.shape[0]}), got shape {tuple(labels.shape)}"
-        )
+    temperature = _check_temperature(temperature)
+    labels = check_labels(labels, codes.shape[0] if codes.indices.ndim == 2 else -1)
     z = _normalised_dense(codes)
     # The second view is a copy of the first, so the [2B, 2B] similarities are the [B, B] block
     # tiled twice in each direction.
@@ -198,9 +234,12 @@ def csr_loss(
 
     ``track_dead`` advances the head's dead-latent counters (one per top-k call), as training does.
     """
+    k = check_int_in_range("k", k, 1, model.hidden)
     if config.contrastive == "supervised" and labels is None:
         raise ValueError("contrastive='supervised' needs labels, got labels=None")
     pre = model.pre_activations(x)
+    if labels is not None:
+        labels = check_labels(labels, x.shape[0])
     codes_4k = model.codes_from_pre_activations(pre, min(4 * k, model.hidden))
     # Top-k indices come ordered by value (ties to the lower index), so the top-k code is the
     # first k entries of the top-4k one: one top-k call instead of two.
@@ -213,7 +252,8 @@ def csr_loss(
         model.record_topk_call(codes_k)
         model.record_topk_call(codes_4k)
     dead = model.dead_mask(config.dead_threshold)
-    loss_aux = auxk_loss(model, pre, (x - recon_k).detach(), dead, config.auxk)
+    # Unchecked: pre and the residual come from the head itself.
+    loss_aux = auxk_from_decoder(model.decoder_rows, pre, (x - recon_k).detach(), dead, config.auxk)
 
     if config.contrastive == "none":
         loss_cl = pre.sum() * 0.0

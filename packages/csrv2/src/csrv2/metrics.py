@@ -12,8 +12,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from csrv2.model import check_labels
 from kernelkit.topk import SparseCodes, topk_codes
-from kernelkit.validation import check_finite, check_floating, check_ndim, check_same_shape
+from kernelkit.validation import (
+    check_finite,
+    check_floating,
+    check_int_in_range,
+    check_ndim,
+    check_same_shape,
+    check_tensor,
+)
 
 __all__ = [
     "dead_latent_fraction",
@@ -31,9 +39,13 @@ __all__ = [
 
 
 def latent_usage(codes: SparseCodes) -> torch.Tensor:
-    """``[dim]`` number of codes in which each latent has a non-zero stored entry."""
+    """``[dim]`` number of codes in which each latent has a non-zero stored entry.
+
+    NaN or ±inf code values raise ``ValueError`` (a NaN is "non-zero" and would count as use).
+    """
     if not isinstance(codes, SparseCodes):
         raise TypeError(f"codes must be kernelkit SparseCodes, got {type(codes).__name__}")
+    check_finite("codes.values", codes.values)
     indices = codes.indices.reshape(-1, codes.k).cpu()
     active = codes.values.reshape(-1, codes.k).cpu() != 0
     rows = torch.arange(indices.shape[0]).unsqueeze(1).expand_as(indices)
@@ -84,6 +96,8 @@ def nmse(x: torch.Tensor, reconstruction: torch.Tensor) -> float:
     check_floating("reconstruction", reconstruction)
     check_same_shape("x", x, "reconstruction", reconstruction)
     check_ndim("x", x, 2)
+    check_finite("x", x)
+    check_finite("reconstruction", reconstruction)
     spread = (x - x.mean(dim=0, keepdim=True)).pow(2).sum()
     if spread == 0:
         raise ValueError("x has no spread around its mean, so NMSE is undefined")
@@ -99,18 +113,25 @@ def rank_dense(queries: torch.Tensor, documents: torch.Tensor, top_k: int) -> to
     return topk_codes(queries @ documents.T, top_k).indices
 
 
-def _check_relevance(ranked: torch.Tensor, relevant: Sequence[set[int]]) -> None:
+def _check_relevance(ranked: torch.Tensor, relevant: Sequence[set[int]], k: int) -> None:
+    check_tensor("ranked", ranked)
+    if ranked.is_floating_point() or ranked.dtype == torch.bool:
+        raise TypeError(f"ranked must hold integer document ids, got dtype {ranked.dtype}")
     if ranked.ndim != 2:
         raise ValueError(f"ranked must be [Q, K] document ids, got shape {tuple(ranked.shape)}")
+    if ranked.numel() and int(ranked.min()) < 0:
+        raise ValueError(f"ranked must hold document ids >= 0, got {int(ranked.min())}")
     if len(relevant) != ranked.shape[0]:
         raise ValueError(
-            f"relevant must have one set per query ({ranked.shape[0]}), got {len(relevant)}"
+            f"relevant must have one set per query, a row of ranked ({ranked.shape[0]}), got "
+            f"{len(relevant)}"
         )
+    check_int_in_range("k", k, 1)
 
 
 def ndcg_at_k(ranked: torch.Tensor, relevant: Sequence[set[int]], k: int = 10) -> float:
     """Mean nDCG@k with binary relevance; queries without relevant documents are skipped."""
-    _check_relevance(ranked, relevant)
+    _check_relevance(ranked, relevant, k)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     values = []
     for row, rel in zip(ranked[:, :k].tolist(), relevant, strict=True):
@@ -126,7 +147,7 @@ def ndcg_at_k(ranked: torch.Tensor, relevant: Sequence[set[int]], k: int = 10) -
 
 def mrr_at_k(ranked: torch.Tensor, relevant: Sequence[set[int]], k: int = 10) -> float:
     """Mean reciprocal rank of the first relevant document within the top k (0 if none)."""
-    _check_relevance(ranked, relevant)
+    _check_relevance(ranked, relevant, k)
     values = []
     for row, rel in zip(ranked[:, :k].tolist(), relevant, strict=True):
         if not rel:
@@ -137,11 +158,32 @@ def mrr_at_k(ranked: torch.Tensor, relevant: Sequence[set[int]], k: int = 10) ->
     return float(np.mean(values))
 
 
-def _features(representation: SparseCodes | torch.Tensor) -> torch.Tensor:
+def _features(name: str, representation: SparseCodes | torch.Tensor) -> torch.Tensor:
+    """``[N, D]`` finite float features of codes or dense embeddings."""
     if isinstance(representation, SparseCodes):
-        return representation.to_dense().float().cpu()
-    check_floating("representation", representation)
-    return representation.float().cpu()
+        features = representation.to_dense().float().cpu()
+    else:
+        check_floating(name, representation)
+        features = representation.float().cpu()
+    check_ndim(name, features, 2)
+    if 0 in features.shape:
+        raise ValueError(
+            f"{name} must hold at least one row and one feature, got {tuple(features.shape)}"
+        )
+    check_finite(name, features)
+    return features
+
+
+def _labelled_features(train, train_labels, test, test_labels):
+    train_x, test_x = _features("train", train), _features("test", test)
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(
+            f"train and test must have the same width, got {tuple(train_x.shape)} and "
+            f"{tuple(test_x.shape)}"
+        )
+    train_labels = check_labels(train_labels, train_x.shape[0], "train_labels").cpu()
+    test_labels = check_labels(test_labels, test_x.shape[0], "test_labels").cpu()
+    return train_x, train_labels, test_x, test_labels
 
 
 def knn_accuracy(
@@ -151,18 +193,24 @@ def knn_accuracy(
     test_labels: torch.Tensor,
     neighbours: int = 10,
 ) -> float:
-    """Accuracy of a cosine kNN majority vote (ties: the smallest label; neighbour ties: lower id)."""
-    train_x = torch.nn.functional.normalize(_features(train), dim=-1)
-    test_x = torch.nn.functional.normalize(_features(test), dim=-1)
+    """Accuracy of a cosine kNN majority vote (ties: the smallest label; neighbour ties: lower id).
+
+    ``neighbours`` larger than the training set uses the whole training set."""
+    train_x, train_labels, test_x, test_labels = _labelled_features(
+        train, train_labels, test, test_labels
+    )
+    check_int_in_range("neighbours", neighbours, 1)
+    train_x = torch.nn.functional.normalize(train_x, dim=-1)
+    test_x = torch.nn.functional.normalize(test_x, dim=-1)
     neighbours = min(neighbours, train_x.shape[0])
     ids = topk_codes(test_x @ train_x.T, neighbours).indices
-    votes = train_labels.cpu()[ids]
+    votes = train_labels[ids]
     n_classes = int(torch.cat([train_labels, test_labels]).max()) + 1
     counts = torch.zeros(len(votes), n_classes).scatter_add_(
         1, votes, torch.ones_like(votes).float()
     )
     predicted = topk_codes(counts, 1).indices[:, 0]
-    return float((predicted == test_labels.cpu()).float().mean())
+    return float((predicted == test_labels).float().mean())
 
 
 def logistic_accuracy(
@@ -179,9 +227,16 @@ def logistic_accuracy(
     """
     from sklearn.linear_model import LogisticRegression
 
-    train_x, test_x = _features(train), _features(test)
+    train_x, train_labels, test_x, test_labels = _labelled_features(
+        train, train_labels, test, test_labels
+    )
+    check_int_in_range("max_iter", max_iter, 1)
     used = (train_x != 0).any(dim=0)
+    if not bool(used.any()):
+        raise ValueError("train has no non-zero feature, so there is nothing to fit")
+    if torch.unique(train_labels).numel() < 2:
+        raise ValueError("train_labels must hold at least two classes to fit a classifier")
     train_x, test_x = train_x[:, used].numpy(), test_x[:, used].numpy()
     classifier = LogisticRegression(max_iter=max_iter)
-    classifier.fit(train_x, train_labels.cpu().numpy())
-    return float((classifier.predict(test_x) == test_labels.cpu().numpy()).mean())
+    classifier.fit(train_x, train_labels.numpy())
+    return float((classifier.predict(test_x) == test_labels.numpy()).mean())

@@ -49,6 +49,21 @@ def check_embeddings(name: str, x: object, d_in: int) -> torch.Tensor:
     return x
 
 
+def check_labels(labels: object, n: int, name: str = "labels") -> torch.Tensor:
+    """Require integer class ids ``labels[n]`` (>= 0; a float, bool or negative label is an
+    error, never a value to group by); returns them as int64."""
+    check_tensor(name, labels)
+    assert isinstance(labels, torch.Tensor)
+    check_ndim(name, labels, 1)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {labels.dtype}")
+    if labels.shape[0] != n:
+        raise ValueError(f"{name} must have one entry per row ({n}), got {labels.shape[0]}")
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError(f"{name} must hold class ids >= 0, got {int(labels.min())}")
+    return labels.long()
+
+
 @torch.no_grad()
 def advance_silence_counter(counter: torch.Tensor, codes: SparseCodes) -> None:
     """One top-k call: add 1 to every latent's ``counter[hidden]`` entry, then zero the entries
@@ -151,6 +166,8 @@ class SparseAutoencoder(nn.Module):
         """Reconstruct ``[N, d_in]`` from sparse codes or dense latents ``[N, hidden]``.
 
         ``with_bias=False`` leaves out ``b_pre`` (AuxK fits a residual, which has no offset).
+        Codes of another floating dtype are cast to the head's. NaN in the codes propagates to
+        the reconstruction (a linear map, like ``nn.Linear``); :meth:`encode` never produces it.
         """
         if isinstance(codes, SparseCodes):
             if codes.dim != self.hidden:
@@ -186,7 +203,7 @@ class SparseAutoencoder(nn.Module):
                     f"dense codes must have hidden={self.hidden} columns, got shape "
                     f"{tuple(codes.shape)}"
                 )
-            out = codes @ self.decoder_rows
+            out = codes.to(self.decoder_rows.dtype) @ self.decoder_rows
         return out + self.pre_bias if with_bias else out
 
     def forward(self, x: torch.Tensor, k: int | None = None) -> tuple[SparseCodes, torch.Tensor]:

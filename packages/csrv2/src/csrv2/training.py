@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 
 from csrv2.losses import LossConfig, csr_loss
-from csrv2.model import SparseAutoencoder, check_embeddings
+from csrv2.model import SparseAutoencoder, check_embeddings, check_labels
 from csrv2.schedule import annealed_k
 from kernelkit.io import (
     ArtifactError,
@@ -145,7 +145,7 @@ def recipe(name: str, **overrides) -> TrainConfig:
     """The config of a named recipe: ``"csr"`` (fixed k, self-supervised CL), ``"csr+anneal"``,
     or ``"csrv2"`` (annealing + supervised CL); ``overrides`` set any TrainConfig field."""
     if name not in RECIPES:
-        raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
+        raise ValueError(f"name must be one of the recipes {sorted(RECIPES)}, got {name!r}")
     return TrainConfig(**{**RECIPES[name], **overrides})
 
 
@@ -173,18 +173,6 @@ class TrainResult:
     model: SparseAutoencoder
     history: list[dict[str, float]]
     config: TrainConfig
-
-
-def check_labels(labels: object, n: int) -> torch.Tensor:
-    """Require integer ``labels[n]``; returns them as int64."""
-    check_tensor("labels", labels)
-    assert isinstance(labels, torch.Tensor)
-    check_ndim("labels", labels, 1)
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
-    if labels.shape[0] != n:
-        raise ValueError(f"labels must have one entry per embedding ({n}), got {labels.shape[0]}")
-    return labels.long()
 
 
 def _save_checkpoint(

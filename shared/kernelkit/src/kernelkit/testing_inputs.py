@@ -196,7 +196,7 @@ class PublicFunction:
     valid: Any
     args: Mapping[str, ArgSpec]
     postcondition: Callable[[Any, Mapping[str, Any]], None] | None = None
-    timeout: float = 10.0
+    timeout: float = 30.0
     examples: int | None = None
     allow_inf: bool = False
 
