@@ -37,7 +37,7 @@ from torch import nn
 
 from densenet_limits.networks import MLP
 from kernelkit.cutnorm import weak_regularity_partition
-from kernelkit.validation import check_finite, check_floating, check_int_in_range
+from kernelkit.validation import check_finite, check_floating, check_int_in_range, check_ndim
 
 __all__ = [
     "METHODS",
@@ -88,6 +88,27 @@ def _layer_inputs(
     return h
 
 
+def _measurement_inputs(
+    layers: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    inputs: torch.Tensor | None,
+    samples: int = 2048,
+    seed: int = 0,
+) -> torch.Tensor:
+    """``inputs`` checked against the network's input width, or uniform samples of the cube."""
+    d0 = layers[0][0].shape[1]
+    if inputs is None:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.rand(samples, d0, generator=generator)
+    check_floating("inputs", inputs)
+    if inputs.ndim != 2 or inputs.shape[1] != d0 or inputs.shape[0] == 0:
+        raise ValueError(
+            f"inputs must have shape (samples >= 1, {d0}) (the network's input width), got "
+            f"{tuple(inputs.shape)}"
+        )
+    check_finite("inputs", inputs)
+    return inputs
+
+
 def outgoing_scales(
     layers: Sequence[tuple[torch.Tensor, torch.Tensor]], index: int
 ) -> torch.Tensor:
@@ -116,10 +137,9 @@ def hidden_kernel(
     witness family). ``inputs`` are samples of the *network's* input (default: 2048 uniform points
     of ``[0, 1]^{d0}``, seed 0); deeper layers see them through the original network.
     """
+    check_int_in_range("index", index, 0, len(layers) - 2)
     weight_in, bias = layers[index]
-    if inputs is None:
-        generator = torch.Generator().manual_seed(0)
-        inputs = torch.rand(2048, layers[0][0].shape[1], generator=generator)
+    inputs = _measurement_inputs(layers, inputs)
     h = _layer_inputs(layers, inputs, index)
     mean, std = h.mean(0), h.std(0, correction=0)
     scale = outgoing_scales(layers, index)
@@ -140,9 +160,7 @@ def input_kernel(
     distance of the rows to their block mean. ``inputs`` as in :func:`hidden_kernel`.
     """
     weight = layers[0][0]
-    if inputs is None:
-        generator = torch.Generator().manual_seed(0)
-        inputs = torch.rand(2048, weight.shape[1], generator=generator)
+    inputs = _measurement_inputs(layers, inputs)
     spread = inputs.to(torch.float64).std(0, correction=0)
     return spread[:, None] * (outgoing_scales(layers, 0)[:, None] * weight).T
 
@@ -150,7 +168,12 @@ def input_kernel(
 def partition_neurons(
     kernel: torch.Tensor, parts: int, *, method: str = "weak_regularity", seed: int = 0
 ) -> torch.Tensor:
-    """Labels ``0..p−1`` of the rows of ``kernel``; ``p = parts`` unless fewer rows differ."""
+    """Labels ``0..p−1`` of the rows of ``kernel``; ``p = parts`` unless fewer rows differ.
+
+    ``kernel`` is a finite float32/float64 ``(neurons, features)`` matrix."""
+    check_floating("kernel", kernel, (torch.float32, torch.float64))
+    check_ndim("kernel", kernel, 2)
+    check_finite("kernel", kernel)
     width = kernel.shape[0]
     check_int_in_range("parts", parts, 1, width)
     if method not in METHODS:
@@ -266,6 +289,8 @@ def compress(
     hidden = [w.shape[0] for w, _ in layers[:-1]]
     if not hidden:
         raise ValueError("model must have at least one hidden layer to compress")
+    if not isinstance(parts, int | Sequence) or isinstance(parts, str):
+        raise TypeError(f"parts must be an int or a sequence of ints, got {parts!r}")
     counts = [parts] * len(hidden) if isinstance(parts, int) else list(parts)
     if len(counts) != len(hidden):
         raise ValueError(
@@ -277,17 +302,7 @@ def compress(
         )
     if inputs is None:
         check_int_in_range("samples", samples, 1)
-        generator = torch.Generator().manual_seed(seed)
-        inputs = torch.rand(samples, layers[0][0].shape[1], generator=generator)
-    else:
-        check_floating("inputs", inputs)
-        d0 = layers[0][0].shape[1]
-        if inputs.ndim != 2 or inputs.shape[1] != d0 or inputs.shape[0] == 0:
-            raise ValueError(
-                f"inputs must have shape (samples >= 1, {d0}) (the network's input width), got "
-                f"{tuple(inputs.shape)}"
-            )
-        check_finite("inputs", inputs)
+    inputs = _measurement_inputs(layers, inputs, samples, seed)
     input_labels = None
     if input_parts is not None:
         check_int_in_range("input_parts", input_parts, 1, layers[0][0].shape[1])

@@ -51,7 +51,9 @@ def sample_hard_family(
 
 
 def block_averages_of_inputs(x: torch.Tensor, blocks: int) -> torch.Tensor:
-    """Averages of ``x`` over ``blocks`` contiguous, equal blocks of the last dimension."""
+    """Averages of ``x`` over ``blocks`` contiguous, equal blocks of the last dimension.
+
+    NaN propagates into its block's average, as in ``torch.mean``."""
     check_floating("x", x)
     check_int_in_range("blocks", blocks, 1)
     if x.ndim < 1 or x.shape[-1] % blocks:

@@ -26,7 +26,33 @@ import torch
 from torch import nn
 
 from kernelkit.io import load_artifact, save_artifact
-from kernelkit.validation import check_int_in_range
+from kernelkit.validation import (
+    check_finite,
+    check_floating,
+    check_int_in_range,
+    check_ndim,
+    check_real_in_range,
+)
+
+
+def check_network_input(name: str, x: object, module: nn.Module) -> None:
+    """A floating tensor with a feature axis, in the dtype of ``module``'s parameters."""
+    check_floating(name, x)
+    if x.ndim < 1:
+        raise ValueError(f"{name} must have a feature axis, got a 0-d tensor")
+    parameter = next(module.parameters(), None)
+    if parameter is not None and x.dtype != parameter.dtype:
+        raise TypeError(f"{name} must have the network's dtype {parameter.dtype}, got {x.dtype}")
+
+
+def check_batch(model: nn.Module, inputs: object, name: str = "inputs") -> None:
+    """A non-empty, finite ``(N, d0)`` batch for ``model`` (its input width, its dtype)."""
+    check_network_input(name, inputs, model)
+    check_ndim(name, inputs, 2)
+    if inputs.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one row, got shape {tuple(inputs.shape)}")
+    check_finite(name, inputs)
+
 
 __all__ = [
     "MLP",
@@ -118,6 +144,8 @@ class DenseLinear(nn.Module):
         return self.raw_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[..., in_features]`` through the layer; NaN propagates, as in ``nn.Linear``."""
+        check_network_input("x", x, self)
         return nn.functional.linear(x, self.weight, self.bias)
 
     @torch.no_grad()
@@ -177,6 +205,12 @@ class FanInOneLinear(nn.Module):
         return self.bound * torch.tanh(self.raw_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[..., in_features]`` through the layer; NaN propagates, as in ``nn.Linear``."""
+        check_network_input("x", x, self)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x must have last dimension {self.in_features}, got shape {tuple(x.shape)}"
+            )
         return x[..., self.source] * (self.bound * torch.tanh(self.raw_weight)) + self.bias
 
     def project_(self) -> None:
@@ -193,8 +227,10 @@ class _ReLUNetwork(nn.Module):
     widths: tuple[int, ...]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on ``x[..., d0]``; NaN propagates, as in any torch layer."""
+        check_network_input("x", x, self)
         expected = self.widths[0]
-        if x.ndim < 1 or x.shape[-1] != expected:
+        if x.shape[-1] != expected:
             raise ValueError(
                 f"x must have last dimension {expected} (the input width), got shape {tuple(x.shape)}"
             )
@@ -324,6 +360,7 @@ class MLP(_ReLUNetwork):
 
 def parameter_groups(model: nn.Module, lr: float) -> list[dict]:
     """Adam parameter groups: ``lr`` times each parameter's bound scale (1 where unconstrained)."""
+    check_real_in_range("lr", lr, 0.0)
     groups: list[dict] = []
     seen: set[int] = set()
     for module in model.modules():

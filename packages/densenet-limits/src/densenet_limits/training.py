@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from densenet_limits.networks import parameter_groups
+from densenet_limits.networks import check_batch, parameter_groups
 from kernelkit.io import (
     MANIFEST_NAME,
     ArtifactError,
@@ -26,7 +26,34 @@ from kernelkit.io import (
     training_state_tensors,
 )
 from kernelkit.utils import progress
-from kernelkit.validation import check_finite, check_floating, check_int_in_range
+from kernelkit.validation import (
+    check_finite,
+    check_floating,
+    check_index_range,
+    check_int_in_range,
+    check_real_in_range,
+    check_tensor,
+)
+
+
+def _check_targets(targets: object, rows: int) -> None:
+    """Finite float regression targets, one row (``(N,)`` or ``(N, out)``) per input."""
+    check_floating("targets", targets)
+    if targets.ndim not in (1, 2) or targets.shape[0] != rows:
+        raise ValueError(
+            f"targets must have shape ({rows},) or ({rows}, out), one row per input, got "
+            f"{tuple(targets.shape)}"
+        )
+    check_finite("targets", targets)
+
+
+def _check_class_labels(labels: object, rows: int, classes: int) -> None:
+    check_index_range("labels", labels, classes)
+    if labels.shape != (rows,):
+        raise ValueError(
+            f"labels must have shape ({rows},), one per input, got {tuple(labels.shape)}"
+        )
+
 
 __all__ = ["CHECKPOINT_KIND", "TrainConfig", "accuracy", "load_digits_split", "r2_score", "train"]
 
@@ -116,14 +143,18 @@ def train(
     are overwritten). A checkpoint of a different run raises ``ValueError``.
     """
     config = config or TrainConfig()
-    check_floating("inputs", inputs)
-    check_finite("inputs", inputs)
+    check_batch(model, inputs)
     if task not in ("regression", "classification"):
         raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
-    if targets.shape[0] != inputs.shape[0]:
-        raise ValueError(
-            f"targets must have {inputs.shape[0]} rows like inputs, got shape {tuple(targets.shape)}"
-        )
+    check_tensor("targets", targets)
+    if task == "regression":
+        _check_targets(targets, inputs.shape[0])
+    else:
+        check_index_range("targets", targets, 2**62)
+        if targets.shape != (inputs.shape[0],):
+            raise ValueError(
+                f"targets must be class ids of shape ({inputs.shape[0]},), got {tuple(targets.shape)}"
+            )
     check_int_in_range("checkpoint_every", checkpoint_every, 1)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = _optimizer(model, config)
@@ -184,7 +215,12 @@ def train(
 
 @torch.no_grad()
 def r2_score(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-    """``1 − MSE / Var(targets)`` on held-out data (can be negative)."""
+    """``1 − MSE / Var(targets)`` on held-out data (can be negative). NaN inputs or targets and
+    targets without variance raise ``ValueError``."""
+    check_batch(model, inputs)
+    _check_targets(targets, inputs.shape[0])
+    if not bool(targets.var(unbiased=False) > 0):
+        raise ValueError("targets have no variance, so R² is undefined")
     prediction = model(inputs).reshape(targets.shape)
     residual = (prediction - targets).pow(2).mean()
     return float(1 - residual / targets.var(unbiased=False))
@@ -192,13 +228,20 @@ def r2_score(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> f
 
 @torch.no_grad()
 def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((model(inputs).argmax(-1) == labels).float().mean())
+    """Share of ``inputs`` whose arg-max logit is the label (class ids below the logit count)."""
+    check_batch(model, inputs)
+    logits = model(inputs)
+    _check_class_labels(labels, inputs.shape[0], logits.shape[-1])
+    return float((logits.argmax(-1) == labels).float().mean())
 
 
 def load_digits_split(
     *, test_fraction: float = 0.25, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """scikit-learn's bundled 8×8 digits in ``[0, 1]^64``: ``(x_train, y_train, x_test, y_test)``."""
+    check_real_in_range("test_fraction", test_fraction, 0.0, 1.0)
+    if test_fraction in (0.0, 1.0):
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -675,7 +675,9 @@ def common_refinement(masks: torch.Tensor) -> torch.Tensor:
     """
     check_tensor("masks", masks)
     check_ndim("masks", masks, 2)
-    if masks.shape[0] == 0:
+    if masks.dtype != torch.bool:
+        raise TypeError(f"masks must be a bool tensor (k sets over n indices), got {masks.dtype}")
+    if masks.shape[0] == 0 or masks.shape[1] == 0:
         return torch.zeros(masks.shape[1], dtype=torch.int64)
     size = masks.shape[1]
     _, inverse = torch.unique(masks.T.to(torch.int8), dim=0, return_inverse=True)

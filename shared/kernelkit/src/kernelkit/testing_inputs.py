@@ -283,7 +283,10 @@ def _tensor_variants(arg: str, spec: TensorArg) -> list[_Variant]:
             continue
         make = (lambda x, d, k: x > 0) if dtype == torch.bool else lambda x, d, k, t=dtype: x.to(t)
         out.append(_Variant(arg, f"dtype {str(dtype).removeprefix('torch.')}", False, True, make))
-    for label, value in (("NaN", math.nan), ("+inf", math.inf), ("-inf", -math.inf)):
+    non_finite = (("NaN", math.nan), ("+inf", math.inf), ("-inf", -math.inf))
+    if not any(dtype.is_floating_point for dtype in spec.dtypes):
+        non_finite = ()  # a bool or integer tensor cannot hold NaN
+    for label, value in non_finite:
         policy = spec.nan if label == "NaN" else (spec.inf or spec.nan)
         propagate = policy == "propagate"
         out.append(
