@@ -116,7 +116,7 @@ def test_transformer_psm_training_and_streaming_states_are_identical(
 
 def test_transformer_psm_rejects_out_of_vocabulary_ids():
     model = TransformerPSM(TransformerPSMConfig(vocab_size=5, d_model=8, n_heads=2))
-    with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 5\)"):
+    with pytest.raises(ValueError, match=r"input_ids must hold ids in \[0, 5\)"):
         model(torch.tensor([[0, 5]]))
     with pytest.raises(ValueError, match="divisible by n_heads"):
         TransformerPSMConfig(d_model=10, n_heads=4)

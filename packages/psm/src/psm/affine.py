@@ -166,8 +166,25 @@ AFFINE_STEPS: dict[str, Callable[..., AffineSteps]] = {
 }
 
 
+def _check_operands(older: object, newer: object, packed: str) -> None:
+    """Two floating operands of one shape (cheap: no data is read, so the scan's inner loop can
+    afford it)."""
+    check_floating("older", older)
+    check_floating("newer", newer)
+    if older.shape != newer.shape or older.dtype != newer.dtype:
+        raise ValueError(
+            f"older and newer must share a shape and dtype {packed}, got {tuple(older.shape)} "
+            f"{older.dtype} and {tuple(newer.shape)} {newer.dtype}"
+        )
+
+
 def affine_aggregator(older: torch.Tensor, newer: torch.Tensor) -> torch.Tensor:
-    """Compose two affine steps packed as ``(N, 2, *S)`` (decay, increment); older on the left."""
+    """Compose two affine steps packed as ``(N, 2, *S)`` (decay, increment); older on the left.
+
+    NaN propagates, as in the arithmetic it stands for."""
+    _check_operands(older, newer, "(N, 2, *S)")
+    if older.ndim < 2 or older.shape[1] != 2:
+        raise ValueError(f"older must have shape (N, 2, *S), got {tuple(older.shape)}")
     a_old, b_old = older.unbind(1)
     a_new, b_new = newer.unbind(1)
     return torch.stack([a_new * a_old, a_new * b_old + b_new], dim=1)
@@ -195,6 +212,11 @@ def affine_states(
             f"decay and increment must share a shape (B, T, *S), got {tuple(decay.shape)} and "
             f"{tuple(increment.shape)}"
         )
+    if decay.dtype != increment.dtype or (h0 is not None and h0.dtype != decay.dtype):
+        raise TypeError(
+            f"decay, increment and h0 must share a dtype, got {decay.dtype}, {increment.dtype}"
+            f" and {None if h0 is None else h0.dtype}"
+        )
     if h0 is not None and h0.shape != decay.shape[:1] + decay.shape[2:]:
         raise ValueError(
             f"h0 must have shape {tuple(decay.shape[:1] + decay.shape[2:])}, got {tuple(h0.shape)}"
@@ -217,8 +239,24 @@ def affine_states(
     return offset if h0 is None else cumulative_decay * h0.unsqueeze(1) + offset
 
 
+def _check_query(states: object, query: object, name: str = "states") -> None:
+    check_floating(name, states)
+    check_floating("query", query)
+    check_ndim("query", query, 4)
+    if tuple(query.shape) != tuple(states.shape[:4]) or query.dtype != states.dtype:
+        raise ValueError(
+            f"query must have shape (B, T, H, dk) = {tuple(states.shape[:4])} and dtype "
+            f"{states.dtype} like {name}, got {tuple(query.shape)} {query.dtype}"
+        )
+
+
 def read_out(states: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """``o_t = S_t^T q_t`` for key-value states ``(B, T, H, dk, dv)`` and queries ``(B, T, H, dk)``."""
+    """``o_t = S_t^T q_t`` for key-value states ``(B, T, H, dk, dv)`` and queries ``(B, T, H, dk)``.
+
+    NaN propagates, as in ``torch.einsum``."""
+    check_floating("states", states)
+    check_ndim("states", states, 5)
+    _check_query(states, query)
     return torch.einsum("bthkv,bthk->bthv", states, query)
 
 
@@ -233,8 +271,12 @@ class MLSTMStates(NamedTuple):
 def mlstm_aggregator(older: torch.Tensor, newer: torch.Tensor) -> torch.Tensor:
     """Compose mLSTM scan elements packed as ``(N, H, dk, dv + 3)``: ``[X | nu | g | m]``.
 
-    ``g`` (total log forget gate) and ``m`` (log scale) are repeated along ``dk``.
+    ``g`` (total log forget gate) and ``m`` (log scale) are repeated along ``dk``. NaN
+    propagates, as in the arithmetic it stands for.
     """
+    _check_operands(older, newer, "(N, H, dk, dv + 3)")
+    if older.ndim != 4 or older.shape[-1] < 3:
+        raise ValueError(f"older must have shape (N, H, dk, dv + 3), got {tuple(older.shape)}")
     g_old, m_old = older[..., -2:-1], older[..., -1:]
     g_new, m_new = newer[..., -2:-1], newer[..., -1:]
     carried = g_new + m_old
@@ -309,7 +351,10 @@ def mlstm_states(
 
 
 def mlstm_output(states: MLSTMStates, query: torch.Tensor) -> torch.Tensor:
-    """``h_t = C_t^T q_t / max(|n_t^T q_t|, 1)`` computed in the stabilised frame."""
+    """``h_t = C_t^T q_t / max(|n_t^T q_t|, 1)`` computed in the stabilised frame.
+
+    NaN propagates, as in ``torch.einsum``."""
+    _check_query(states.normaliser, query, "states.normaliser")
     numerator = torch.einsum("bthkv,bthk->bthv", states.memory, query)
     denominator = torch.einsum("bthk,bthk->bth", states.normaliser, query).abs()
     denominator = torch.maximum(denominator, (-states.stabiliser).exp())

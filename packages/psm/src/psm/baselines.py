@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from kernelkit.scan import linear_scan
-from psm.layers import KVCache, TransformerBlock
+from psm.layers import KVCache, TransformerBlock, check_token_ids
 
 __all__ = ["CausalTransformerLM", "DiagonalLinearRNNLM"]
 
@@ -29,7 +29,7 @@ class CausalTransformerLM(nn.Module):
         self.head = nn.Linear(d_model, vocab_size)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        x = self.embedding(input_ids)
+        x = self.embedding(check_token_ids(input_ids, self.embedding.num_embeddings))
         for block in self.blocks:
             x = block(x, causal=True)
         return self.head(self.norm(x))
@@ -74,7 +74,7 @@ class DiagonalLinearRNNLM(nn.Module):
         self.head = nn.Linear(d_model, vocab_size)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        x = self.embedding(input_ids)
+        x = self.embedding(check_token_ids(input_ids, self.embedding.num_embeddings))
         for layer in self.layers:
             x = layer(x)
         return self.head(self.norm(x))

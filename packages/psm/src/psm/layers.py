@@ -16,7 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernelkit.validation import check_index_range, check_ndim, check_tensor
+
 __all__ = ["InvariantLinear", "KVCache", "TransformerBlock", "batch_invariant_linear"]
+
+
+def check_token_ids(input_ids: object, vocab_size: int, name: str = "input_ids") -> torch.Tensor:
+    """A non-empty ``(B, T)`` integer tensor of ids in ``[0, vocab_size)`` (the embedding would
+    raise a bare ``IndexError`` on others, or wrap a negative id)."""
+    check_ndim(name, check_tensor(name, input_ids), 2)
+    if input_ids.numel() == 0:
+        raise ValueError(f"{name} must hold at least one token, got shape {tuple(input_ids.shape)}")
+    return check_index_range(name, input_ids, vocab_size)
 
 
 def batch_invariant_linear(

@@ -72,6 +72,8 @@ def state_tracking_batch(
     """``(inputs, targets)``, both ``(batch_size, length)`` int64: elements and running products."""
     check_int_in_range("batch_size", batch_size, 1)
     check_int_in_range("length", length, 1)
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
     g = permutation_group(group)
     inputs = torch.randint(0, g.order, (batch_size, length), generator=generator)
     targets = torch.empty_like(inputs)
@@ -98,8 +100,8 @@ def mqar_batch(
     """
     check_int_in_range("batch_size", batch_size, 1)
     check_int_in_range("num_kv_pairs", num_kv_pairs, 1)
-    half = vocab_size // 2
     check_int_in_range("vocab_size", vocab_size, 2 * num_kv_pairs + 2)
+    half = vocab_size // 2
     check_int_in_range("length", length, 3 * num_kv_pairs)
     inputs = torch.zeros(batch_size, length, dtype=torch.long)
     targets = torch.full((batch_size, length), IGNORE_INDEX, dtype=torch.long)

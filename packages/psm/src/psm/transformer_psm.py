@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernelkit.validation import check_int_in_range, check_ndim, check_tensor
-from psm.layers import InvariantLinear, TransformerBlock
+from kernelkit.validation import check_int_in_range, check_tensor
+from psm.layers import InvariantLinear, TransformerBlock, check_token_ids
 from psm.model import PSM, PSMStream
 
 __all__ = ["TransformerPSM", "TransformerPSMConfig", "TransformerPSMStream"]
@@ -233,16 +233,7 @@ class TransformerPSM(nn.Module):
         self.head = InvariantLinear(d, config.vocab_size, invariant=config.batch_invariant)
 
     def _check_ids(self, input_ids: object) -> torch.Tensor:
-        input_ids = check_tensor("input_ids", input_ids)
-        check_ndim("input_ids", input_ids, 2)
-        if input_ids.dtype != torch.long:
-            raise TypeError(f"input_ids must be int64 token ids, got {input_ids.dtype}")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise ValueError(
-                f"input_ids must lie in [0, {self.config.vocab_size}), got values in "
-                f"[{int(input_ids.min())}, {int(input_ids.max())}]"
-            )
-        return input_ids
+        return check_token_ids(input_ids, self.config.vocab_size)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.core(self.embedding(self._check_ids(input_ids))))

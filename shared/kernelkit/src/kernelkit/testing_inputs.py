@@ -216,6 +216,11 @@ class _Variant:
     allows_nonfinite: bool = False
 
 
+# Returned by a variant that does not apply to the drawn value (NaN in an empty tensor); the
+# example is then skipped, not counted.
+_NOT_APPLICABLE = object()
+
+
 def _resolve(bound, kwargs: Mapping[str, Any]):
     return bound(kwargs) if callable(bound) else bound
 
@@ -232,7 +237,7 @@ def _with_ndim(x: torch.Tensor, target: int) -> torch.Tensor:
             (2,) + (1,) * (target - 1)
         )
     if target == 0:
-        return x.reshape(-1)[0].clone()
+        return x.reshape(-1)[0].clone() if x.numel() else _NOT_APPLICABLE
     return x.reshape(*x.shape[: target - 1], -1).clone()
 
 
@@ -252,6 +257,8 @@ def _ndim_variants(arg: str, ndims: tuple[int, ...] | None) -> list[_Variant]:
 def _poke(x: torch.Tensor, draw, value: float) -> torch.Tensor:
     from hypothesis import strategies as st
 
+    if x.numel() == 0:
+        return _NOT_APPLICABLE
     y = x.clone().contiguous()
     y.view(-1)[draw(st.integers(0, y.numel() - 1))] = value
     return y
@@ -607,6 +614,8 @@ def _run_variant(
                 return
         bad = dict(kwargs)
         bad[variant.arg] = variant.make(kwargs[variant.arg], data.draw, kwargs)
+        if bad[variant.arg] is _NOT_APPLICABLE:
+            return
         tally.tried += 1
         outcome = _judge(function, variant, bad, baseline)
         if outcome == "error":
