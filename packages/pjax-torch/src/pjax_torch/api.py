@@ -304,6 +304,14 @@ def dot(a: Value, b: Value) -> Value:
             f"a and b must have equal, non-empty last axes (dot), got shapes {tuple(a.shape)} "
             f"and {tuple(b.shape)}"
         )
+    if a.shape[:-1] != b.shape[:-1]:
+        try:
+            broadcast_shape(tuple(a.shape[:-1]), tuple(b.shape[:-1]))
+        except ValueError:
+            raise ValueError(
+                f"a and b must have leading axes that broadcast (dot), got shapes "
+                f"{tuple(a.shape)} and {tuple(b.shape)}"
+            ) from None
     a, b = _broadcast([a, b])
     return apply_operation("dot", a, b)
 

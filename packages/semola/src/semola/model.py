@@ -49,14 +49,17 @@ class LossTerms:
 
 
 def check_model_input(name: str, x: torch.Tensor, model: nn.Module) -> None:
-    """A finite floating batch ``(B, ...)``, ``B >= 1``, in the dtype of ``model``'s parameters.
+    """A finite floating batch ``(B, ...)`` with no zero-size dimension, in the dtype of ``model``'s parameters.
 
     NaN inputs raise rather than propagate: one NaN sample turns the whole batch's loss (and
     every parameter after the step) into NaN.
     """
     check_floating(name, x)
-    if x.ndim < 1 or x.shape[0] == 0:
-        raise ValueError(f"{name} must hold a non-empty batch (B, ...), got {tuple(x.shape)}")
+    if x.ndim < 1 or x.numel() == 0:
+        raise ValueError(
+            f"{name} must hold a non-empty batch (B, ...) with no zero-size dimension, got "
+            f"{tuple(x.shape)}"
+        )
     parameter = next(model.parameters(), None)
     if parameter is not None and parameter.dtype != x.dtype:
         raise TypeError(f"{name} must have the model's dtype {parameter.dtype}, got {x.dtype}")
@@ -77,6 +80,18 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
         raise TypeError("y must hold float targets or integer class ids, got torch.bool")
     elif bool((y < 0).any()):
         raise ValueError(f"y must hold class ids >= 0, got {int(y.min())}")
+
+
+def forward_checked(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``, with a shape mismatch inside the model reported as a bad ``x``.
+
+    The base model is any module, so its expected input shape is known only by running it."""
+    try:
+        return model(x)
+    except RuntimeError as exc:
+        if not any(word in str(exc) for word in ("shape", "size")):
+            raise
+        raise ValueError(f"x of shape {tuple(x.shape)} does not fit the base model: {exc}") from exc
 
 
 def _check_targets(outputs: torch.Tensor, y: torch.Tensor) -> None:
@@ -189,7 +204,7 @@ class SEMoLA(nn.Module):
         _check_batch(x, y, self.base_model)
         cfg = self.config
         augmented = self.augmenter(x, cfg.num_views)
-        outputs = self.base_model(x)
+        outputs = forward_checked(self.base_model, x)
         _check_targets(outputs, y)
         view_outputs = _run_on_views(self.base_model, augmented.views, frozen=self.discovering)
         task = task_loss(outputs, y)
@@ -240,7 +255,7 @@ class PlainModel(nn.Module):
 
     def compute_loss(self, x: torch.Tensor, y: torch.Tensor, task_loss: TaskLoss) -> LossTerms:
         _check_batch(x, y, self.base_model)
-        outputs = self.base_model(x)
+        outputs = forward_checked(self.base_model, x)
         _check_targets(outputs, y)
         task = task_loss(outputs, y)
         return LossTerms(task, {"task": task.item()})

@@ -17,7 +17,7 @@ from torch import nn
 from kernelkit.validation import check_finite, check_floating, check_int_in_range
 from semola.actions import GroupAction
 from semola.augmenter import LieAugmenter
-from semola.model import check_model_input
+from semola.model import check_model_input, forward_checked
 
 __all__ = [
     "AlgebraComparison",
@@ -144,7 +144,7 @@ def symmetry_signature(
     check_model_input("x", x, model)
     check_int_in_range("num_views", num_views, 1)
     augmented = augmenter(x, num_views, generator=generator)
-    outputs = model(x)
+    outputs = forward_checked(model, x)
     view_outputs = model(augmented.views.reshape(-1, *x.shape[1:])).reshape(
         num_views, *outputs.shape
     )
