@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernelkit.backend import resolve_impl
+from kernelkit.validation import check_ndim, check_tensor
 from seqtopk.online import OnlineRoutingState
-from seqtopk.selection import _ranked_selection, resolve_bounds
+from seqtopk.selection import _ranked_selection, check_selection, resolve_bounds
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "is_patched", "load_balancing_loss", "patch", "unpatch"]
 
@@ -239,6 +240,26 @@ def load_balancing_loss(
     """
     if not records:
         raise ValueError("records must hold at least one (probs, selected, valid) layer record")
+    for index, record in enumerate(records):
+        if not isinstance(record, tuple | list) or len(record) != 3:
+            raise TypeError(
+                f"records[{index}] must be a (probs, selected, valid) tuple, got "
+                f"{type(record).__name__}"
+            )
+        probs, selected, valid = record
+        check_selection("selected", selected, "probs", probs)
+        check_ndim("probs", probs, 3)
+        check_tensor("valid", valid)
+        if valid.dtype != torch.bool or valid.shape != probs.shape[:2]:
+            raise ValueError(
+                f"valid must be a boolean mask of shape {tuple(probs.shape[:2])} (records[{index}]),"
+                f" got {valid.dtype} {tuple(valid.shape)}"
+            )
+        if probs.shape[-1] != records[0][0].shape[-1]:
+            raise ValueError(
+                f"probs must have the same number of experts in every record, got "
+                f"{probs.shape[-1]} in records[{index}] and {records[0][0].shape[-1]} in records[0]"
+            )
     num_experts = records[0][0].shape[-1]
     load = torch.zeros(num_experts, device=records[0][0].device)
     prob = torch.zeros(num_experts, device=records[0][0].device)

@@ -19,7 +19,13 @@ from __future__ import annotations
 import torch
 
 from kernelkit.backend import IMPLS, resolve_impl
-from kernelkit.validation import check_finite, check_floating, check_ndim, check_tensor
+from kernelkit.validation import (
+    check_finite,
+    check_floating,
+    check_int_in_range,
+    check_ndim,
+    check_tensor,
+)
 
 __all__ = [
     "IMPLS",
@@ -40,6 +46,7 @@ def resolve_bounds(
     the number of experts that exist). The budget ``k`` per valid token is feasible exactly when
     ``L <= k <= U <= num_experts``; anything else raises ``ValueError`` saying which bound fails.
     """
+    check_int_in_range("num_experts", num_experts, 1)
     for name, value in (("k", k), ("min_per_token", min_per_token)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
@@ -63,6 +70,23 @@ def resolve_bounds(
             f"max_per_token={max_per_token}"
         )
     return k, min_per_token, max_per_token
+
+
+def check_selection(
+    name: str, selected: object, scores_name: str, scores: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A boolean selection mask and finite floating scores of one shape ``(..., E)``."""
+    selected = check_tensor(name, selected)
+    if selected.dtype != torch.bool:
+        raise TypeError(f"{name} must be a boolean mask, got dtype {selected.dtype}")
+    check_floating(scores_name, scores)
+    check_finite(scores_name, scores)
+    if selected.ndim < 1 or scores.shape != selected.shape:
+        raise ValueError(
+            f"{scores_name} and {name} must have the same shape (..., E), got "
+            f"{tuple(scores.shape)} and {tuple(selected.shape)}"
+        )
+    return selected, scores
 
 
 def _check_probs_and_mask(
@@ -247,13 +271,7 @@ def routing_weights(
     (a token with no experts keeps all-zero weights instead of 0/0). Gradients reach only the
     selected entries of ``probs``.
     """
-    check_tensor("probs", probs)
-    check_tensor("selected", selected)
-    if probs.shape != selected.shape:
-        raise ValueError(
-            f"probs and selected must have the same shape, got {tuple(probs.shape)} and "
-            f"{tuple(selected.shape)}"
-        )
+    selected, probs = check_selection("selected", selected, "probs", probs)
     weights = probs * selected.to(probs.dtype)
     if not renormalize:
         return weights
@@ -273,11 +291,7 @@ def selection_to_indices(
     every experts implementation (including grouped and batched matmuls that reject sentinel
     indices) computes the same output.
     """
-    if selected.shape != weights.shape:
-        raise ValueError(
-            f"selected and weights must have the same shape, got {tuple(selected.shape)} and "
-            f"{tuple(weights.shape)}"
-        )
+    selected, weights = check_selection("selected", selected, "weights", weights)
     num_experts = selected.shape[-1]
     if isinstance(num_slots, bool) or not isinstance(num_slots, int):
         raise TypeError(f"num_slots must be an int, got {type(num_slots).__name__}")

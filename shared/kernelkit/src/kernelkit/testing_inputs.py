@@ -127,11 +127,12 @@ class IdsArg:
 class CountArg:
     """An int argument (a ``k``, a number of rounds, parts, slots) in ``[low, high]``.
 
-    ``high`` may be a callable of the drawn keyword arguments; ``None`` means no upper limit
+    ``low`` and ``high`` may be callables of the drawn keyword arguments (a bound that depends on
+    another count); ``None`` means no upper limit
     (then no too-large variant is tried: an honest large count may simply take long).
     """
 
-    low: int = 1
+    low: int | Callable[[Mapping[str, Any]], int] = 1
     high: int | Callable[[Mapping[str, Any]], int] | None = None
     optional: bool = False
 
@@ -341,10 +342,19 @@ def _ids_variants(arg: str, spec: IdsArg) -> list[_Variant]:
 
 
 def _count_variants(arg: str, spec: CountArg) -> list[_Variant]:
+    def low(kwargs):
+        return _resolve(spec.low, kwargs)
+
     out = [
-        _Variant(arg, "count below minimum", True, False, lambda x, d, k: spec.low - 1),
-        _Variant(arg, "count -5", True, False, lambda x, d, k: min(-5, spec.low - 1)),
-        _Variant(arg, "count as float", True, False, lambda x, d, k: float(x) + 0.5),
+        _Variant(arg, "count below minimum", True, False, lambda x, d, k: low(k) - 1),
+        _Variant(arg, "count -5", True, False, lambda x, d, k: min(-5, low(k) - 1)),
+        _Variant(
+            arg,
+            "count as float",
+            True,
+            False,
+            lambda x, d, k: (low(k) if x is None else float(x)) + 0.5,
+        ),
     ]
     if spec.high is not None:
         out.append(
