@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import networkx as nx
 
+from g1.graphs import check_graph
+
 __all__ = ["ENCODINGS", "encode_graph", "ordered_edges"]
 
 
@@ -96,6 +98,9 @@ ENCODINGS: dict[str, Callable[[nx.Graph, bool], str]] = {
 
 def encode_graph(graph: nx.Graph, *, weighted: bool = False, encoding: str = "edge_list") -> str:
     """Describe ``graph`` in words with the named encoding."""
+    check_graph("graph", graph)
+    if graph.number_of_nodes() == 0:
+        raise ValueError("graph must have at least one node to be described")
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {sorted(ENCODINGS)}, got {encoding!r}")
     return ENCODINGS[encoding](graph, weighted)

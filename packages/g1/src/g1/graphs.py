@@ -15,6 +15,8 @@ from functools import cache
 
 import networkx as nx
 
+from kernelkit.validation import check_int_in_range
+
 __all__ = [
     "FAMILIES",
     "REAL_GRAPHS",
@@ -199,6 +201,13 @@ def sample_graph(family: str, n_nodes: int, rng: random.Random) -> nx.Graph:
     return _relabel_shuffled(graph, rng)
 
 
+def check_graph(name: str, graph: object) -> nx.Graph:
+    """Require a networkx graph (any of its four classes)."""
+    if not isinstance(graph, nx.Graph):
+        raise TypeError(f"{name} must be a networkx graph, got {type(graph).__name__}")
+    return graph
+
+
 def structure_hash(graph: nx.Graph, *, iterations: int = 3) -> str:
     """Weisfeiler-Lehman hash of the unlabelled graph (direction and edge weights kept).
 
@@ -206,6 +215,8 @@ def structure_hash(graph: nx.Graph, *, iterations: int = 3) -> str:
     the split must not depend on the installed networkx version. Isomorphic graphs (with
     equal weights on corresponding edges) always get the same hash.
     """
+    check_graph("graph", graph)
+    check_int_in_range("iterations", iterations, 0)
 
     def digest(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -244,5 +255,6 @@ def graph_split(graph: nx.Graph) -> str:
     Isomorphic graphs have equal Weisfeiler-Lehman hashes, so two graphs in different splits
     are never isomorphic: the split is leak-free up to isomorphism by construction.
     """
+    check_graph("graph", graph)
     digest = hashlib.sha256(structure_hash(graph).encode()).hexdigest()
     return "test" if int(digest[:8], 16) % 100 < TEST_PERCENT else "train"

@@ -207,6 +207,14 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
+def _check_seed_and_choices(seed: Any, split: Any, encoding: Any, stage: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    _check_choice("split", split, SPLITS)
+    _check_choice("encoding", encoding, list(ENCODINGS))
+    _check_choice("stage", stage, STAGES)
+
+
 def _node_range(spec: TaskSpec, family: str) -> tuple[int, int]:
     return spec.min_nodes, min(spec.max_nodes, FAMILY_MAX_NODES.get(family, spec.max_nodes))
 
@@ -237,11 +245,7 @@ def generate(
     outside the task's range.
     """
     spec = resolve_task(task)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    _check_choice("split", split, SPLITS)
-    _check_choice("encoding", encoding, list(ENCODINGS))
-    _check_choice("stage", stage, STAGES)
+    _check_seed_and_choices(seed, split, encoding, stage)
     if source is not None:
         if source not in FAMILIES:
             raise ValueError(f"source must be one of {sorted(FAMILIES)}, got {source!r}")
@@ -344,11 +348,20 @@ def generate_dataset(
     Instance ``i`` of a task uses seed ``seed * 1_000_003 + i``, so datasets with different
     seeds do not overlap in seeds and a prefix of a dataset is a smaller dataset.
     """
-    names = [resolve_task(task).name for task in (tasks if tasks is not None else TASKS)]
+    names = []
+    for position, task in enumerate(tasks if tasks is not None else TASKS):
+        try:
+            names.append(resolve_task(task).name)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"tasks[{position}]: {error}") from None
     if isinstance(n_per_task, bool) or not isinstance(n_per_task, int) or n_per_task < 0:
         raise ValueError(f"n_per_task must be a non-negative int, got {n_per_task!r}")
-    for name in names:
-        for index in range(n_per_task):
-            yield generate(
-                name, seed * 1_000_003 + index, n_nodes, split=split, encoding=encoding, stage=stage
-            )
+    _check_seed_and_choices(seed, split, encoding, stage)
+    # Checked here, not at the first next(): a bad argument fails where the dataset is made.
+    return (
+        generate(
+            name, seed * 1_000_003 + index, n_nodes, split=split, encoding=encoding, stage=stage
+        )
+        for name in names
+        for index in range(n_per_task)
+    )

@@ -15,6 +15,7 @@ from typing import Any
 from g1.parsing import ParseError, extract_boxed, parse_literal
 from g1.tasks import resolve_task
 from g1.verify import coerce_answer, verify
+from kernelkit.validation import check_real_in_range
 
 __all__ = ["completion_text", "correctness_reward", "format_reward", "reward_functions"]
 
@@ -57,6 +58,7 @@ def format_reward(
     prompts: list, completions: list, *, weight: float = 0.1, **columns: Any
 ) -> list[float]:
     """``weight`` when the completion has a boxed answer of the task's answer type, else 0."""
+    weight = check_real_in_range("weight", weight, 0.0)
     scores = []
     for task, completion in zip(columns["task"], completions, strict=True):
         boxed = extract_boxed(completion_text(completion))
@@ -77,8 +79,7 @@ def reward_functions(*, format_weight: float = 0.0) -> list[Callable[..., list[f
     G1 trains on correctness alone; a small format reward (e.g. 0.1) gives a learning signal to
     a model that never boxes an answer yet.
     """
-    if not isinstance(format_weight, int | float) or format_weight < 0:
-        raise ValueError(f"format_weight must be a number >= 0, got {format_weight!r}")
+    format_weight = check_real_in_range("format_weight", format_weight, 0.0)
     functions: list[Callable[..., list[float]]] = [correctness_reward]
     if format_weight > 0:
 

@@ -1166,11 +1166,11 @@ TASK_ALIASES: dict[str, str] = {alias: spec.name for spec in _SPECS for alias in
 """G1's spellings (``is_eularian``, ``isomophic_mapping``) -> our task names."""
 
 
-def resolve_task(name: str) -> TaskSpec:
-    """The spec for ``name`` or one of G1's spellings of it."""
-    if not isinstance(name, str):
-        raise TypeError(f"task must be a task name (str), got {type(name).__name__}")
-    canonical = TASK_ALIASES.get(name, name)
+def resolve_task(task: str) -> TaskSpec:
+    """The spec for ``task`` or one of G1's spellings of it."""
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a task name (str), got {type(task).__name__}")
+    canonical = TASK_ALIASES.get(task, task)
     if canonical not in TASKS:
-        raise ValueError(f"task must be one of the 50 task names (see g1.TASKS), got {name!r}")
+        raise ValueError(f"task must be one of the 50 task names (see g1.TASKS), got {task!r}")
     return TASKS[canonical]
