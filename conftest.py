@@ -10,6 +10,7 @@ so tests use one thread unless KERNELKIT_TEST_THREADS says otherwise.
 
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -38,3 +39,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def bad_input_table():
+    """``check(package_dir_name, functions, tally)``: the package's row in the README's
+    bad-input table must match what its harness run just counted (refresh with
+    ``uv run tools/bad_inputs.py --write``)."""
+    import sys
+    from pathlib import Path
+
+    tools = str(Path(__file__).resolve().parent / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    from bad_inputs import readme_rows, row
+
+    def check(package: str, functions: list, tally) -> None:
+        expected = row(package, len(functions), tally)
+        found = readme_rows().get(package)
+        assert found == expected, (
+            f"README's bad-input row for {package} is {found!r}, the harness counted "
+            f"{expected!r}; run `uv run tools/bad_inputs.py --write`"
+        )
+
+    return check

@@ -291,8 +291,8 @@ EXEMPT = {
 }
 
 
-def test_bad_inputs():
-    assert_handles_bad_inputs(FUNCTIONS)
+def test_bad_inputs(bad_input_table):
+    bad_input_table("csrv2", FUNCTIONS, assert_handles_bad_inputs(FUNCTIONS))
 
 
 def test_every_public_name_is_registered_or_exempt():
