@@ -107,8 +107,8 @@ def test_member_metadata(m: Member):
 @pytest.mark.parametrize("m", MEMBERS, ids=by_id)
 def test_console_script_named_after_package(m: Member):
     scripts = m.metadata()["project"].get("scripts", {})
-    assert m.dist_name in scripts, f"{m.dist_name} promises a console script named {m.dist_name}"
-    module_name, func_name = scripts[m.dist_name].split(":")
+    assert m.cli_name in scripts, f"{m.dist_name} promises a console script named {m.cli_name}"
+    module_name, func_name = scripts[m.cli_name].split(":")
     assert callable(getattr(importlib.import_module(module_name), func_name))
 
 

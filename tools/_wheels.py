@@ -29,7 +29,7 @@ def build_wheel(m: Member, out_dir: Path) -> Path:
     before = set(out_dir.glob("*.whl"))
     _run(["uv", "build", "--package", m.dist_name, "--wheel", "--out-dir", str(out_dir)], cwd=ROOT)
     new = sorted(set(out_dir.glob("*.whl")) - before) or sorted(
-        out_dir.glob(f"{m.import_name}-{m.version}-*.whl")
+        out_dir.glob(f"{m.file_stem}-*.whl")
     )
     if not new:
         raise RuntimeError(f"uv build produced no wheel for {m.dist_name} in {out_dir}")
@@ -39,7 +39,7 @@ def build_wheel(m: Member, out_dir: Path) -> Path:
 def build_sdist(m: Member, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     _run(["uv", "build", "--package", m.dist_name, "--sdist", "--out-dir", str(out_dir)], cwd=ROOT)
-    return sorted(out_dir.glob(f"{m.import_name}-{m.version}.tar.gz"))[-1]
+    return sorted(out_dir.glob(f"{m.file_stem}.tar.gz"))[-1]
 
 
 def lock_constraints(path: Path) -> Path:

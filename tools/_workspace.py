@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def normalized(dist_name: str) -> str:
+    """The name as wheel and sdist file names spell it (PEP 427/625): runs of ``-_.`` become ``_``."""
+    return re.sub(r"[-_.]+", "_", dist_name).lower()
 
 
 @dataclass(frozen=True)
@@ -18,15 +24,38 @@ class Member:
     version: str
 
     @property
-    def import_name(self) -> str:
-        return self.dist_name.replace("-", "_")
-
-    @property
     def pyproject(self) -> Path:
         return self.path / "pyproject.toml"
 
     def metadata(self) -> dict:
         return tomllib.loads(self.pyproject.read_text(encoding="utf-8"))
+
+    @property
+    def import_name(self) -> str:
+        """The one package the wheel ships (``src/<import_name>``); it may differ from the
+        distribution name, which has to be free on the public index (``faro-fairness-rm``)."""
+        packages = self.metadata()["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+        if len(packages) != 1:
+            raise ValueError(f"{self.dist_name}: expected one wheel package, got {packages}")
+        return Path(packages[0]).name
+
+    @property
+    def cli_name(self) -> str:
+        """The console script, named after the import name (``faro``, ``mpnn-gen``)."""
+        return self.import_name.replace("_", "-")
+
+    @property
+    def file_stem(self) -> str:
+        """How the wheel and sdist file names start: ``faro_fairness_rm-0.1.0``."""
+        return f"{normalized(self.dist_name)}-{self.version}"
+
+    def kernelkit_floor(self) -> str | None:
+        """The lowest kernelkit version the package declares (``kernelkit[plot]>=0.2.0``)."""
+        for requirement in self.metadata()["project"].get("dependencies", []):
+            match = re.fullmatch(r"kernelkit(\[[^\]]*\])?\s*>=\s*([0-9.]+)\s*(,.*)?", requirement)
+            if match:
+                return match.group(2)
+        return None
 
 
 def members() -> list[Member]:

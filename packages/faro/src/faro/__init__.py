@@ -40,7 +40,7 @@ from faro.metrics import brier_score, evaluate, expected_calibration_error
 from faro.policy import beta_for_kl, group_selection_gap, kl_optimal_policy, policy_kl
 from faro.scoring import PairScores, score_pairs
 
-__version__ = version("faro")
+__version__ = version("faro-fairness-rm")
 
 # the trainer pulls in trl and transformers (tens of seconds on a busy CPU), so it loads on first use
 _TRAINER_NAMES = (

@@ -24,7 +24,7 @@ from psm.tasks import mqar_batch, permutation_group, state_tracking_batch
 from psm.training import TrainConfig, build_model, evaluate, load_checkpoint, train
 from psm.transformer_psm import TransformerPSM, TransformerPSMConfig
 
-__version__ = version("psm")
+__version__ = version("psm-prefix-scan")
 
 __all__ = [
     "AFFINE_STEPS",
