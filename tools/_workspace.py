@@ -58,12 +58,15 @@ class Member:
         return None
 
 
-def members() -> list[Member]:
-    """Every member named by the root pyproject's workspace globs, kernelkit first."""
-    root = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+def members(root: Path = ROOT) -> list[Member]:
+    """Every member named by the root pyproject's workspace globs, kernelkit first.
+
+    ``root`` is this checkout unless a tool works on another one (a release rehearsed in a copy).
+    """
+    workspace = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     found = []
-    for pattern in root["tool"]["uv"]["workspace"]["members"]:
-        for path in sorted(ROOT.glob(pattern)):
+    for pattern in workspace["tool"]["uv"]["workspace"]["members"]:
+        for path in sorted(root.glob(pattern)):
             if (path / "pyproject.toml").is_file():
                 project = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8"))[
                     "project"
@@ -72,10 +75,10 @@ def members() -> list[Member]:
     return sorted(found, key=lambda m: (m.dist_name != "kernelkit", m.dist_name))
 
 
-def member(dist_name: str) -> Member:
+def member(dist_name: str, root: Path = ROOT) -> Member:
     """The member called ``dist_name``; ``SystemExit`` with the known names otherwise."""
-    for m in members():
+    for m in members(root):
         if m.dist_name == dist_name:
             return m
-    known = ", ".join(m.dist_name for m in members())
+    known = ", ".join(m.dist_name for m in members(root))
     raise SystemExit(f"unknown package {dist_name!r}; the workspace has: {known}")
