@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def build_project_wheel(source: Path, out_dir: Path) -> Path:
 
 
 _FLOOR_WHEELS: dict[str, tuple[Path, str]] = {}
+_FLOOR_LOCK = threading.Lock()
 
 
 def kernelkit_wheel(version: str) -> tuple[Path, str]:
@@ -106,6 +108,11 @@ def kernelkit_wheel(version: str) -> tuple[Path, str]:
 
     Built once per process: every package of a test run shares the floor's wheel.
     """
+    with _FLOOR_LOCK:
+        return _kernelkit_wheel(version)
+
+
+def _kernelkit_wheel(version: str) -> tuple[Path, str]:
     if version not in _FLOOR_WHEELS or not _FLOOR_WHEELS[version][0].is_file():
         work = Path(tempfile.mkdtemp(prefix=f"kernelkit-{version}-"))
         atexit.register(shutil.rmtree, work, ignore_errors=True)
@@ -234,7 +241,8 @@ def lowest_check(m: Member, work: Path | None = None) -> dict[str, str]:
     testing = member("kernelkit").metadata()["project"]["optional-dependencies"]["testing"]
     _run([*install, "--constraint", str(tools), "pytest", *testing])
     tests = _run_tests(m, python)
-    print(tests.stdout.strip().splitlines()[-1] if tests.stdout.strip() else "(no output)")
+    summary = tests.stdout.strip().splitlines()[-1] if tests.stdout.strip() else "(no output)"
+    print(f"{m.dist_name}: {summary}", flush=True)
     return {
         name: installed[_requirement_name(r)]
         for r in declared

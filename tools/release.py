@@ -38,10 +38,12 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _releases import RELEASES, record, release_source, tag_name
-from _wheels import build_and_check, build_sdist, lowest_check
+from _wheels import HELD_AT_THE_LOCK, build_and_check, build_sdist, lowest_check
 from _workspace import ROOT, Member, member, members
 
 UNRELEASED = "## [Unreleased]"
@@ -180,6 +182,31 @@ def publish(m: Member, dist: Path, url: str) -> list[Path]:
     return files
 
 
+def check_lowest(packages: list[Member], jobs: int) -> int:
+    """``lowest_check`` for each package, ``jobs`` at a time; non-zero if any failed."""
+    failed = []
+    held = " and ".join(HELD_AT_THE_LOCK)
+    print(f"declared floors, with {held} held at the locked versions (README: Release)")
+
+    def one(m: Member) -> None:
+        start = time.perf_counter()
+        try:
+            floors = lowest_check(m)
+        except Exception as err:
+            failed.append(m.dist_name)
+            print(f"{m.dist_name}: FAILED at its floors\n{err}", flush=True)
+            return
+        pins = ", ".join(f"{dist} {version}" for dist, version in floors.items())
+        seconds = time.perf_counter() - start
+        print(f"{m.dist_name}: tests pass with {pins} ({seconds:.0f} s)", flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, packages))
+    if failed:
+        print(f"lowest-dependency check failed for {', '.join(failed)}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -208,16 +235,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="install each package alone at its declared floors and run its tests",
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="--lowest: packages checked at once (default 1)"
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
 
     if args.lowest:
         if args.bump or args.tag or args.publish_url or args.raise_floors:
             parser.error("--lowest is a check of its own; it takes no release options")
-        for name in args.package:
-            floors = lowest_check(member(name))
-            pins = ", ".join(f"{dist} {version}" for dist, version in floors.items())
-            print(f"{name}: its tests pass with {pins} (torch held at the lock)")
-        return 0
+        return check_lowest([member(name) for name in args.package], args.jobs)
     if len(args.package) != 1:
         parser.error("a release is of one package")
     if args.bump is None:
