@@ -195,7 +195,8 @@ def test_third_party_imports_are_declared(m: Member):
 @pytest.mark.slow
 @pytest.mark.parametrize("m", members(), ids=lambda m: m.dist_name)
 def test_python_dash_m_runs_the_cli(m: Member):
-    """``python -m <pkg> --help`` runs the console script's parser (``<pkg>/__main__.py``)."""
+    """``python -m <pkg> --help`` runs the console script's parser (``<pkg>/__main__.py``),
+    which offers ``--version`` and ``--debug`` (kernelkit.cli.run's one-line user errors)."""
     import subprocess
 
     result = subprocess.run(
@@ -207,6 +208,32 @@ def test_python_dash_m_runs_the_cli(m: Member):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:"), result.stdout
+    assert "--version" in result.stdout and "--debug" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("m", MEMBERS, ids=by_id)
+def test_every_cli_module_runs_as_a_script(m: Member):
+    """``python -m <pkg>.cli`` (what ``accelerate launch -m`` and ``torchrun -m`` run) calls
+    ``main``: the module ends in an ``if __name__ == "__main__": sys.exit(main())`` guard."""
+    tree = ast.parse((m.path / "src" / m.import_name / "cli.py").read_text(encoding="utf-8"))
+    guards = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
+    ]
+    assert len(guards) == 1 and ast.unparse(guards[0].body[0]) == "sys.exit(main())"
+
+
+@pytest.mark.parametrize("m", MEMBERS, ids=by_id)
+def test_every_cli_prints_its_version(m: Member, capsys):
+    cli = importlib.import_module(f"{m.import_name}.cli")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    version = importlib.import_module(m.import_name).__version__
+    scripts = m.metadata()["project"]["scripts"]
+    (command,) = [name for name, target in scripts.items() if target == f"{m.import_name}.cli:main"]
+    assert capsys.readouterr().out.split() == [command, version]
 
 
 @pytest.mark.slow

@@ -29,10 +29,12 @@ def test_cutnorm_command_reads_safetensors(tmp_path, capsys):
     )
 
 
-def test_cutnorm_command_rejects_unknown_formats(tmp_path):
+def test_cutnorm_command_rejects_unknown_formats(tmp_path, capsys):
     (tmp_path / "a.txt").write_text("1 2")
+    assert main(["cutnorm", "--matrix", str(tmp_path / "a.txt")]) == 2
+    assert ".npy or .safetensors" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"\.npy or \.safetensors"):
-        main(["cutnorm", "--matrix", str(tmp_path / "a.txt")])
+        main(["cutnorm", "--matrix", str(tmp_path / "a.txt"), "--debug"])
 
 
 def test_train_then_compress_round_trip(tmp_path, capsys):

@@ -43,19 +43,13 @@ def test_generate_then_verify(tmp_path, capsys):
     assert json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])["stage"] == "extract"
 
 
-def test_cli_rejects_unknown_task(tmp_path):
+def test_cli_rejects_unknown_task(tmp_path, capsys):
+    argv = ["generate", "--out", str(tmp_path / "x.jsonl"), "--tasks", "colouring"]
+    assert main([*argv, "--n-per-task", "1"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("g1: error: task must be one of") and error.count("\n") == 1
     with pytest.raises(ValueError, match="task must be one of"):
-        main(
-            [
-                "generate",
-                "--out",
-                str(tmp_path / "x.jsonl"),
-                "--tasks",
-                "colouring",
-                "--n-per-task",
-                "1",
-            ]
-        )
+        main([*argv, "--n-per-task", "1", "--debug"])
 
 
 def test_evaluate_with_a_sampler_reports_tiers_and_zero_variance():

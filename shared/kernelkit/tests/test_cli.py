@@ -1,10 +1,11 @@
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
 
-from kernelkit.cli import add_dataclass_arguments, dataclass_from_args, main
+from kernelkit.cli import add_dataclass_arguments, dataclass_from_args, is_main_process, main, run
 
 
 @dataclass
@@ -66,3 +67,62 @@ def test_kernelkit_repro_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "kernelkit: package claims 3 held / 0 not held / 0 inconclusive (of 3)" in out
     assert (tmp_path / "report.md").is_file() and (tmp_path / "linear_scan_error.png").is_file()
+
+
+def command_parser(handler):
+    parser = argparse.ArgumentParser(prog="tool")
+    subparsers = parser.add_subparsers(required=True)
+    job = subparsers.add_parser("job")
+    job.add_argument("--value", default="1")
+    job.set_defaults(handler=handler)
+    return parser
+
+
+def failing(args):
+    print("partial result")
+    raise ValueError(f"value must be positive, got {args.value}")
+
+
+def test_run_reports_a_user_error_as_one_line_and_exit_2(capsys):
+    assert run(command_parser(failing), ["job", "--value", "-3"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "tool: error: value must be positive, got -3\n"
+
+    def missing(args):
+        Path("/no/such/file.jsonl").read_text()
+
+    assert run(command_parser(missing), ["job"]) == 2
+    assert "No such file or directory: '/no/such/file.jsonl'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--debug", "job"], ["job", "--debug"]])
+def test_run_debug_shows_the_traceback(argv):
+    with pytest.raises(ValueError, match="value must be positive"):
+        run(command_parser(failing), argv)
+
+
+def test_run_lets_a_bug_through():
+    def buggy(args):
+        raise KeyError("internal")
+
+    with pytest.raises(KeyError):
+        run(command_parser(buggy), ["job"])
+
+
+def test_only_rank_zero_prints(monkeypatch, capsys):
+    def report(args):
+        print("result 42")
+        return 0
+
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+    assert run(command_parser(report), ["job"]) == 0
+    assert run(command_parser(failing), ["job"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "value must be positive" in captured.err
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()
+    assert run(command_parser(report), ["job"]) == 0
+    assert capsys.readouterr().out == "result 42\n"
+    monkeypatch.delenv("RANK")
+    assert is_main_process()

@@ -9,6 +9,7 @@ from kernelkit.validation import (
     check_finite,
     check_floating,
     check_int_in_range,
+    check_model_path,
     check_ndim,
     check_same_shape,
     check_tensor,
@@ -72,6 +73,28 @@ def test_validation_messages_name_argument_and_value():
     with pytest.raises(TypeError, match="k must be an int, got float"):
         check_int_in_range("k", 2.0, 1)
     assert check_int_in_range("k", 4, 1, 4) == 4
+
+
+def test_check_model_path_tells_a_missing_directory_from_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    (tmp_path / "weights.bin").write_bytes(b"")
+    assert check_model_path("--model", "models/tiny") == "models/tiny"
+    assert check_model_path("--model", tmp_path / "models") == str(tmp_path / "models")
+    assert check_model_path("--model", "Qwen/Qwen2.5-3B-Instruct") == "Qwen/Qwen2.5-3B-Instruct"
+    assert check_model_path("--model", "gpt2") == "gpt2"
+    missing = ["/no/such/model", "./tiny", "~/nowhere-xyz", "models/absent", "a/b/c"]
+    for value in missing:
+        with pytest.raises(FileNotFoundError, match=rf"--model '{value}': no such model directory"):
+            check_model_path("--model", value)
+    with pytest.raises(FileNotFoundError, match="no such model directory"):
+        check_model_path("--model", "org/name", allow_hub_id=False)
+    with pytest.raises(NotADirectoryError, match="is a file; expected a model directory"):
+        check_model_path("--model", "weights.bin")
+    with pytest.raises(ValueError, match="empty string"):
+        check_model_path("--model", "")
+    with pytest.raises(TypeError, match="got int"):
+        check_model_path("--model", 3)
 
 
 def test_torch_threads_restores_the_previous_count():

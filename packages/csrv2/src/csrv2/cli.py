@@ -28,7 +28,7 @@ from csrv2.metrics import (
 )
 from csrv2.model import SparseAutoencoder
 from csrv2.training import TrainConfig, train
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
 from kernelkit.io import load_artifact, save_artifact
 from kernelkit.topk import SparseCodes
 
@@ -223,8 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

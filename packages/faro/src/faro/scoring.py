@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from faro.data import GROUP_COLUMN, LABEL_COLUMN, ORIENTATION_COLUMN, FeaturePairs
+from kernelkit.utils import progress
 
 __all__ = ["PairScores", "score_pairs"]
 
@@ -69,7 +70,7 @@ def _rewards_of_texts(model, tokenizer, texts: list[str], batch_size: int) -> to
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "right"
     try:
-        for start in range(0, len(texts), batch_size):
+        for start in progress(range(0, len(texts), batch_size), desc="faro scoring"):
             encoded = tokenizer(
                 texts[start : start + batch_size], return_tensors="pt", padding=True
             )

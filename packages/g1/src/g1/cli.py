@@ -15,7 +15,7 @@ from g1.instance import generate_dataset
 from g1.prompts import PROMPT_TEMPLATES
 from g1.train import TrainConfig, train
 from g1.verify import verify_detailed
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
 from kernelkit.io import atomic_write_text
 from kernelkit.utils import progress
 
@@ -77,7 +77,7 @@ def _verify(args: argparse.Namespace) -> int:
                 continue
             row = json.loads(line)
             if "completion" not in row:
-                raise SystemExit(
+                raise ValueError(
                     f"{args.completions}:{number}: each line needs a 'completion' field beside the instance columns"
                 )
             result = verify_detailed(row, row["completion"])
@@ -102,6 +102,14 @@ def _verify(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     trainer = train(dataclass_from_args(TrainConfig, args))
     trainer.save_model()
+    logged = [row for row in trainer.state.log_history if "reward" in row]
+    summary = {
+        "model": trainer.args.output_dir,
+        "steps": trainer.state.global_step,
+        "world_size": trainer.args.world_size,
+        "last_logged_reward": logged[-1]["reward"] if logged else None,
+    }
+    print(json.dumps(summary))
     return 0
 
 
@@ -146,8 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_parser.set_defaults(handler=_eval)
 
     add_repro_and_bench(subparsers, package="g1", repro_run=repro.run, bench_run=bench.run)
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

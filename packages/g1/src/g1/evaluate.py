@@ -17,6 +17,7 @@ from g1.instance import Instance, generate_dataset
 from g1.tasks import TASKS, TIERS
 from g1.verify import verify
 from kernelkit.utils import progress
+from kernelkit.validation import check_model_path
 
 __all__ = ["EvalConfig", "EvalResult", "evaluate", "score_groups", "zero_variance_fraction"]
 
@@ -151,8 +152,9 @@ def _local_sampler(config: EvalConfig) -> Callable[[str], list[str]]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
-    model = AutoModelForCausalLM.from_pretrained(config.model)
+    source = check_model_path("model", config.model)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
 

@@ -15,6 +15,7 @@ import torch
 
 from g1.instance import generate_dataset
 from g1.rewards import reward_functions
+from kernelkit.validation import check_model_path
 
 __all__ = ["TrainConfig", "build_dataset", "train"]
 
@@ -46,6 +47,14 @@ class TrainConfig:
     )
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "micro-batches per optimiser step"}
+    )
+    steps_per_generation: int | None = field(
+        default=None,
+        metadata={
+            "help": "micro-batches per generated batch (default: gradient_accumulation_steps, "
+            "one optimiser step per generation; G1's verl run takes 4 optimiser steps, one per "
+            "PPO mini-batch, from each rollout batch)"
+        },
     )
     max_steps: int = field(
         default=-1, metadata={"help": "stop after this many steps (-1: num_train_epochs)"}
@@ -113,6 +122,7 @@ def train(config: TrainConfig, *, processing_class=None, callbacks=None, extra_r
         max_completion_length=config.max_completion_length,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
+        steps_per_generation=config.steps_per_generation,
         max_steps=config.max_steps,
         num_train_epochs=config.num_train_epochs,
         loss_type=config.loss_type,
@@ -126,7 +136,7 @@ def train(config: TrainConfig, *, processing_class=None, callbacks=None, extra_r
         report_to=[],
     )
     trainer = GRPOTrainer(
-        model=config.model,
+        model=check_model_path("model", config.model),
         reward_funcs=[*reward_functions(format_weight=config.format_weight), *extra_reward_funcs],
         args=arguments,
         train_dataset=build_dataset(config),

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
 from mpnn_gen import __version__
 
 __all__ = ["BoundsConfig", "WLConfig", "main"]
@@ -131,8 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     shatter.add_argument("--max-order", type=int, default=15)
     shatter.set_defaults(handler=_shatter)
     add_repro_and_bench(sub, package="mpnn-gen", repro_run=repro.run, bench_run=bench.run)
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

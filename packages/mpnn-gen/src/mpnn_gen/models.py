@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import torch
 
+from kernelkit.utils import progress
 from kernelkit.validation import (
     check_floating,
     check_index_range,
@@ -155,7 +156,7 @@ def train_graph_classifier(model: torch.nn.Module, graphs, config: TrainConfig |
     batch = Batch.from_data_list(graphs)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model.train()
-    for epoch in range(config.epochs):
+    for epoch in progress(range(config.epochs), desc="mpnn-gen train", leave=False):
         optimiser.zero_grad()
         logits = model(batch.x, batch.edge_index, batch.batch)
         if epoch == 0:

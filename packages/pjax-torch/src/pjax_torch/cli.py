@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
 from kernelkit.utils import torch_threads
 from pjax_torch import __version__, bench, repro
 from pjax_torch.train import TrainConfig, train
@@ -38,8 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_dataclass_arguments(train_parser, TrainConfig)
     train_parser.set_defaults(handler=_train)
     add_repro_and_bench(subparsers, package="pjax-torch", repro_run=repro.run, bench_run=bench.run)
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
 
 __all__ = ["main"]
 
@@ -67,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.set_defaults(handler=_eval)
 
     add_repro_and_bench(subparsers, package="psm", repro_run=repro.run, bench_run=bench.run)
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from kernelkit.utils import seed_everything
+from kernelkit.utils import progress, seed_everything
 from kernelkit.validation import check_int_in_range
 from reasoncache.cache import ReasonCache, layer_shapes
 from reasoncache.inject import check_token_ids, forward_with_cache
@@ -395,7 +395,7 @@ def evaluate(
             )
     device = next(method.model.parameters()).device
     correct, nll, scored = 0, 0.0, 0
-    for start in range(0, len(rows), batch_size):
+    for start in progress(range(0, len(rows), batch_size), desc="reasoncache eval"):
         batch = {
             k: v.to(device)
             for k, v in pad_batch(

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
+from kernelkit.validation import check_model_path
 from reasoncache import __version__, bench, repro
 from reasoncache.baselines import (
     DEFAULT_LORA_TARGETS,
@@ -36,6 +37,7 @@ class ModelArguments:
 def _load(model_path: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_model_path("--model", model_path, allow_hub_id=False)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True)
     return model.eval(), tokenizer
@@ -49,7 +51,7 @@ def _read_examples(path: Path) -> list:
             try:
                 examples.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise SystemExit(f"{path}:{number} is not valid JSON: {err}") from err
+                raise ValueError(f"{path}:{number} is not valid JSON: {err}") from err
     return examples
 
 
@@ -62,7 +64,7 @@ def _read_demonstrations(path: Path | None, count: int | None) -> str | None:
         examples = _read_examples(path)
         return format_demonstrations(examples, count or len(examples))
     if count is not None:
-        raise SystemExit("--num-demonstrations needs a .jsonl --demonstrations file")
+        raise ValueError("--num-demonstrations needs a .jsonl --demonstrations file")
     return path.read_text("utf-8")
 
 
@@ -126,7 +128,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, tokenizer = _load(args.model)
     needed = {"cache": "cache", "lora": "lora", "icl": "demonstrations"}.get(args.method)
     if needed and getattr(args, needed) is None:
-        raise SystemExit(f"--method {args.method} needs --{needed}")
+        raise ValueError(f"--method {args.method} needs --{needed}")
     if args.method == "cache":
         method = CacheMethod(model, ReasonCache.from_pretrained(args.cache, model))
     elif args.method == "lora":
@@ -232,8 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pretrain.set_defaults(handler=_pretrain_recall)
 
     add_repro_and_bench(commands, package="reasoncache", repro_run=repro.run, bench_run=bench.run)
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from kernelkit.io import load_artifact, save_artifact
-from kernelkit.utils import seed_everything
+from kernelkit.utils import progress_enabled, seed_everything
 from reasoncache.cache import ReasonCache, ReasonCacheConfig
 from reasoncache.initialize import cache_from_text, init_from_questions, init_from_text
 from reasoncache.inject import forward_with_cache
@@ -319,7 +319,7 @@ def run_training(
         report_to="none",
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
+        disable_tqdm=not progress_enabled(),
     )
     trainer = CacheTrainer(
         model=wrapped,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
 from semola import __version__
 from semola.data import make_task
 from semola.loss import SEMoLALossConfig
@@ -80,7 +80,7 @@ def _eval(args: argparse.Namespace) -> int:
     task = make_task(config.task, num_samples=config.num_samples, seed=config.seed)
     trainer = build_trainer(task, config, loss_config)
     if not (args.checkpoint / "manifest.json").is_file():
-        raise SystemExit(
+        raise ValueError(
             f"--checkpoint {str(args.checkpoint)!r} holds no checkpoint (no manifest.json); run `semola train --out` first"
         )
     # fit() resumes from the checkpoint; when it is complete no step is left to run.
@@ -131,8 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate_cmd.set_defaults(handler=_eval)
 
     add_repro_and_bench(subparsers, package="semola", repro_run=repro.run, bench_run=bench.run)
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args
+from kernelkit.cli import add_dataclass_arguments, add_repro_and_bench, dataclass_from_args, run
 
 __all__ = ["main"]
 
@@ -86,8 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_parser.set_defaults(handler=_eval)
 
     add_repro_and_bench(subparsers, package="seqtopk", repro_run=repro.run, bench_run=bench.run)
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 
 from kernelkit.io import atomic_write_text
+from kernelkit.utils import progress
 from seqtopk.patching import is_patched, patch, unpatch
 
 __all__ = ["EvalConfig", "FinetuneConfig", "evaluate_text", "finetune"]
@@ -140,6 +141,9 @@ def finetune(config: FinetuneConfig):
         report_to=[],
         logging_steps=max(1, config.max_steps // 20),
         remove_unused_columns=False,
+        # Without use_cpu a CPU-only process never joins the process group torchrun prepared,
+        # so N processes would run N independent trainings into one output_dir.
+        use_cpu=not torch.cuda.is_available(),
     )
     trainer = Trainer(
         model=model,
@@ -160,9 +164,10 @@ def finetune(config: FinetuneConfig):
     }
     unpatch(model)
     model.config.output_router_logits = False
-    model.save_pretrained(config.output_dir)
-    tokenizer.save_pretrained(config.output_dir)
-    atomic_write_text(Path(config.output_dir) / "seqtopk.json", json.dumps(recorded, indent=2))
+    if trainer.is_world_process_zero():
+        model.save_pretrained(config.output_dir)
+        tokenizer.save_pretrained(config.output_dir)
+        atomic_write_text(Path(config.output_dir) / "seqtopk.json", json.dumps(recorded, indent=2))
     return model
 
 
@@ -178,7 +183,7 @@ def evaluate_text(config: EvalConfig) -> dict[str, float]:
     model.eval()
     lines = _read_lines(config.text_file)
     nll, correct, count = 0.0, 0, 0
-    for start in range(0, len(lines), config.batch_size):
+    for start in progress(range(0, len(lines), config.batch_size), desc="seqtopk eval"):
         batch = tokenizer(
             lines[start : start + config.batch_size],
             return_tensors="pt",

@@ -4,14 +4,18 @@ Packages describe their configuration as dataclasses; :func:`add_dataclass_argum
 into argparse options (``--field-name``, typed, with the dataclass default and the field's
 ``help`` metadata) and :func:`dataclass_from_args` builds the dataclass back, so a configuration
 on the command line and in Python are the same object. :func:`add_repro_and_bench` adds the two
-subcommands every package has.
+subcommands every package has, and :func:`run` is every console script's ``main``: it parses the
+command line, runs the chosen subcommand, turns a user error into one line on stderr (exit 2),
+and lets only rank 0 of a multi-process job print.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import sys
 import types
 import typing
@@ -19,7 +23,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_dataclass_arguments", "add_repro_and_bench", "dataclass_from_args", "main"]
+__all__ = [
+    "USER_ERRORS",
+    "add_dataclass_arguments",
+    "add_repro_and_bench",
+    "dataclass_from_args",
+    "is_main_process",
+    "main",
+    "run",
+]
+
+#: Exceptions a bad argument raises (a wrong value or type, a missing or unreadable file): the
+#: console scripts report them as one line instead of a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
 
 
 def _parse_bool(text: str) -> bool:
@@ -145,6 +161,52 @@ def _run_bench(bench_run: Callable[..., Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of its job (or not part of one).
+
+    ``torchrun`` and ``accelerate launch`` set ``RANK`` in every process they start, before any
+    process group exists, so this answers from the first line of a program.
+    """
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _add_debug_option(parser: argparse.ArgumentParser) -> None:
+    help_text = "show the full traceback of an error instead of one line"
+    parser.add_argument("--debug", action="store_true", help=help_text)
+    # Also accepted after the subcommand; SUPPRESS keeps a subcommand that was not given the
+    # option from resetting the top-level value.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                subparser.add_argument(
+                    "--debug", action="store_true", default=argparse.SUPPRESS, help=help_text
+                )
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and call the chosen subcommand's ``handler(args) -> int``.
+
+    Adds ``--debug`` to ``parser`` and its subcommands. A :data:`USER_ERRORS` exception from the
+    handler prints ``<prog>: error: <message>`` on stderr and returns 2, as argparse does for a
+    malformed command line; with ``--debug`` it propagates with its traceback. In a job of several
+    processes only rank 0 prints to stdout: the others compute the same result (or their share
+    of it), so their copies are discarded.
+    """
+    _add_debug_option(parser)
+    args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        if not is_main_process():
+            devnull = stack.enter_context(open(os.devnull, "w"))
+            stack.enter_context(contextlib.redirect_stdout(devnull))
+        try:
+            return args.handler(args)
+        except USER_ERRORS as error:
+            if args.debug:
+                raise
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
+            return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``kernelkit repro`` and ``kernelkit bench``."""
     from kernelkit import __version__, bench, repro
@@ -155,8 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"kernelkit {__version__}")
     subparsers = parser.add_subparsers(required=True, metavar="command")
     add_repro_and_bench(subparsers, package="kernelkit", repro_run=repro.run, bench_run=bench.run)
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

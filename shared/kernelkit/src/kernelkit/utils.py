@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "progress", "seed_everything", "torch_threads"]
+__all__ = ["pick_device", "progress", "progress_enabled", "seed_everything", "torch_threads"]
 
 T = TypeVar("T")
 
@@ -65,6 +65,14 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def progress_enabled() -> bool:
+    """Whether progress bars are shown: on an interactive terminal, unless ``KERNELKIT_PROGRESS``
+    is ``0`` (off) or ``1`` (on). Pass ``disable_tqdm=not progress_enabled()`` to a transformers
+    ``Trainer`` so its bar follows the same rule as :func:`progress`."""
+    forced = os.environ.get("KERNELKIT_PROGRESS")
+    return forced == "1" if forced in ("0", "1") else sys.stderr.isatty()
+
+
 def progress(
     iterable: Iterable[T],
     *,
@@ -81,8 +89,7 @@ def progress(
     from tqdm.auto import tqdm
 
     if disable is None:
-        forced = os.environ.get("KERNELKIT_PROGRESS")
-        disable = forced == "0" if forced in ("0", "1") else not sys.stderr.isatty()
+        disable = not progress_enabled()
     return iter(tqdm(iterable, desc=desc, total=total, disable=disable, **tqdm_kwargs))
 
 

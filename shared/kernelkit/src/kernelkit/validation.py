@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -16,6 +17,7 @@ __all__ = [
     "check_floating",
     "check_index_range",
     "check_int_in_range",
+    "check_model_path",
     "check_ndim",
     "check_real_in_range",
     "check_same_shape",
@@ -117,3 +119,36 @@ def check_real_in_range(
         upper = "inf" if high is None else high
         raise ValueError(f"{name} must lie in [{lower}, {upper}], got {value}")
     return value
+
+
+def check_model_path(name: str, value: str | Path, *, allow_hub_id: bool = True) -> str:
+    """Return ``value`` as a string if it is a local model directory or (when ``allow_hub_id``)
+    a hub repository id; raise ``FileNotFoundError`` naming ``name`` if it is a missing path.
+
+    transformers reports a local path that does not exist as a malformed repository id, which
+    sends the user looking in the wrong place. A value is taken for a local path when it exists,
+    starts with ``/``, ``.`` or ``~``, has more than one ``/``, or its first component is an
+    existing directory (``models/tiny`` where ``models/`` exists); ``org/name`` and ``name``
+    are left to the hub unless ``allow_hub_id`` is False.
+    """
+    if not isinstance(value, str | Path):
+        raise TypeError(f"{name} must be a path or a hub id (str), got {type(value).__name__}")
+    text = str(value)
+    if not text:
+        raise ValueError(f"{name} must be a model directory or a hub id, got an empty string")
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise NotADirectoryError(f"{name} {text!r} is a file; expected a model directory")
+        return text
+    first, _, rest = text.partition("/")
+    looks_local = (
+        isinstance(value, Path)
+        or text.startswith(("/", ".", "~"))
+        or "/" in rest
+        or "\\" in text
+        or (bool(rest) and Path(first).expanduser().is_dir())
+    )
+    if looks_local or not allow_hub_id:
+        raise FileNotFoundError(f"{name} {text!r}: no such model directory")
+    return text
