@@ -26,6 +26,7 @@ joint stage here optimises the CSRv2 loss itself, through both parts.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -305,29 +306,38 @@ def finetune(
         logging_steps=1,
         report_to="none",
         disable_tqdm=not show_progress,
-        use_cpu=config.device == "cpu",
+        # A CPU run that does not say so never joins the process group torchrun prepared.
+        use_cpu=pick_device(config.device).type == "cpu",
     )
 
     stage1_history: list[dict[str, float]] = []
     if finetune_config.two_stage:
-        # Every process would train the same head; the main one does it (and checkpoints it),
-        # the others then load its finished checkpoint, which trains no further step.
-        with args.main_process_first(desc="csrv2 stage 1 (head on frozen embeddings)"):
-            with torch.no_grad():
-                frozen = backbone_model.encode(
-                    texts,
-                    batch_size=finetune_config.batch_size,
-                    convert_to_tensor=True,
-                    show_progress_bar=show_progress,
+        # Every process would train the same head; the main one trains (and saves) it, the
+        # others then read its result without writing anything.
+        stage1_dir = directory / "stage1" if directory is not None else None
+        with args.main_process_first(local=False, desc="csrv2 stage 1 (head on frozen embeddings)"):
+            if stage1_dir is not None and args.process_index != 0:
+                head = SparseAutoencoder.from_pretrained(stage1_dir / "model")
+                stage1_history = json.loads(
+                    (stage1_dir / "history.json").read_text(encoding="utf-8")
                 )
-            stage1 = train(
-                frozen.float().cpu(),
-                labels,
-                config,
-                out_dir=directory / "stage1" if directory is not None else None,
-                show_progress=show_progress,
-            )
-        head, stage1_history = stage1.model.cpu(), stage1.history
+            else:
+                with torch.no_grad():
+                    frozen = backbone_model.encode(
+                        texts,
+                        batch_size=finetune_config.batch_size,
+                        convert_to_tensor=True,
+                        show_progress_bar=show_progress,
+                    )
+                stage1 = train(
+                    frozen.float().cpu(),
+                    labels,
+                    config,
+                    out_dir=stage1_dir,
+                    show_progress=show_progress,
+                )
+                head, stage1_history = stage1.model, stage1.history
+        head = head.cpu()
     else:
         head = SparseAutoencoder(d_in, hidden, config.k)
         if config.pre_bias_init == "mean":
@@ -359,6 +369,9 @@ def finetune(
             # a LoRA-wrapped transformer (which sentence-transformers would save as an adapter
             # needing a newer peft to reload) and the head's dead-latent counters round-trip.
             # Optimizer, scheduler, RNG and step counters are the trainer's own files.
+            # transformers 5 calls _save on every rank and leaves the main-process check to it.
+            if not self.args.should_save:
+                return
             state = {
                 name: value.detach().cpu().clone().contiguous()
                 for name, value in self.model.state_dict().items()

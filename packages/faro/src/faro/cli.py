@@ -54,6 +54,12 @@ class TrainCommand:
         default=1e-4, metadata={"help": "primal learning rate (trl RewardConfig default)"}
     )
     epochs: float = field(default=1.0, metadata={"help": "training epochs"})
+    lr_scheduler: str = field(
+        default="linear", metadata={"help": "transformers scheduler: linear, cosine, constant, ..."}
+    )
+    warmup: float = field(
+        default=0.0, metadata={"help": "warm-up: a fraction of the steps if < 1, else steps"}
+    )
     batch_size: int = field(default=16, metadata={"help": "pairs per device and step"})
     save_steps: int = field(default=200, metadata={"help": "steps between checkpoints"})
     fairness_eval_steps: int = field(
@@ -137,6 +143,8 @@ def _train(args: argparse.Namespace) -> int:
         dual_lr=command.dual_lr,
         learning_rate=command.learning_rate,
         num_train_epochs=command.epochs,
+        lr_scheduler_type=command.lr_scheduler,
+        warmup_steps=command.warmup,
         per_device_train_batch_size=command.batch_size,
         per_device_eval_batch_size=command.batch_size,
         save_strategy="steps",

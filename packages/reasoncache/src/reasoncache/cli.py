@@ -69,6 +69,8 @@ def _read_demonstrations(path: Path | None, count: int | None) -> str | None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    # The Trainer reads True as "the newest checkpoint-* in output_dir".
+    resume = True if args.resume == "last" else args.resume
     model, tokenizer = _load(args.model)
     examples = _read_examples(args.examples)
     demonstrations = _read_demonstrations(args.demonstrations, args.num_demonstrations)
@@ -78,9 +80,7 @@ def _train(args: argparse.Namespace) -> int:
         match = match_lora_to_cache(
             model, cache_config.num_slots, args.lora_targets, cache_config.frozen_slots
         )
-        train_lora(
-            model, tokenizer, examples, match, train_config, resume_from_checkpoint=args.resume
-        )
+        train_lora(model, tokenizer, examples, match, train_config, resume_from_checkpoint=resume)
         print(
             f"LoRA r={match.rank} on {','.join(match.target_modules)}: {match.lora_parameters} "
             f"parameters (cache of m={match.num_slots}: {match.cache_parameters}); "
@@ -95,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
         train_config,
         demonstrations=demonstrations,
         questions=[e["prompt"] for e in examples if isinstance(e, dict) and "prompt" in e],
-        resume_from_checkpoint=args.resume,
+        resume_from_checkpoint=resume,
     )
     print(f"cache saved to {args.output_dir}")
     return 0
@@ -193,7 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     train.add_argument("--examples", type=Path, required=True, help="JSON Lines training data")
     _add_demonstration_arguments(train, "text (or .jsonl examples) for init='text'/the teacher")
-    train.add_argument("--resume", default=None, help="checkpoint directory to resume from")
+    train.add_argument(
+        "--resume",
+        default=None,
+        help="checkpoint directory to resume from, or 'last' for the newest in --output-dir",
+    )
     add_dataclass_arguments(train, ReasonCacheConfig)
     add_dataclass_arguments(train, TrainConfig)
     train.set_defaults(handler=_train)

@@ -284,6 +284,9 @@ class CacheTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # transformers 5 calls _save on every rank and leaves the main-process check to it.
+        if not self.args.should_save:
+            return
         output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
         self.accelerator.unwrap_model(self.model).save_trainable(output_dir)
