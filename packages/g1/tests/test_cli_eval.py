@@ -47,7 +47,7 @@ def test_cli_rejects_unknown_task(tmp_path, capsys):
     argv = ["generate", "--out", str(tmp_path / "x.jsonl"), "--tasks", "colouring"]
     assert main([*argv, "--n-per-task", "1"]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("g1: error: task must be one of") and error.count("\n") == 1
+    assert error.startswith("g1: error: tasks[0]: task must be one of") and error.count("\n") == 1
     with pytest.raises(ValueError, match="task must be one of"):
         main([*argv, "--n-per-task", "1", "--debug"])
 

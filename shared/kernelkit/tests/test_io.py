@@ -455,6 +455,11 @@ def test_sigkill_during_saves_never_loses_the_last_completed_save(tmp_path):
         for iteration in range(20):
             log = tmp_path / f"done-{iteration}.txt"
             worker = int(ask(f"start {directory} {next_version} {log}"))
+            # The kill lands at a random point after the worker's first completed save, so every
+            # iteration has a save to keep however slow a loaded machine makes the saves.
+            deadline = time.monotonic() + 120
+            while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.15))
             os.kill(worker, signal.SIGKILL)
             assert ask(f"wait {worker}") == "reaped"
