@@ -1,9 +1,10 @@
 """Releases published to a real package index install alone from it.
 
 A copy of the workspace (a throwaway git repository) is released with the repository's own
-``tools/release.py`` into a ``pypiserver`` on 127.0.0.1: kernelkit 0.2.0 with every package's
-floor raised (the command that ends this session's work), then ``faro-fairness-rm``, then a
-kernelkit patch release. A fresh virtual environment installs the package from that index by its
+``tools/release.py`` into a ``pypiserver`` on 127.0.0.1: the next kernelkit minor release with
+every package's floor raised (the command that released kernelkit 0.2.0), then
+``faro-fairness-rm``, then a kernelkit patch release. Versions are computed from the copy, so the
+rehearsal stays valid as real releases move them on. A fresh virtual environment installs the package from that index by its
 name alone, as a user would; third-party packages come from the default index at the locked
 versions (the lock as a constraints file, so uv's cache serves them).
 """
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -130,33 +132,68 @@ def _versions(python: Path) -> dict[str, str]:
     return json.loads(_run([python, "-c", code]).stdout)
 
 
+def _version(workspace: Path, member: str) -> str:
+    text = (workspace / member / "pyproject.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)["project"]["version"]
+
+
+def _bumped(version: str, part: str) -> str:
+    major, minor, patch = map(int, version.split("."))
+    return f"{major}.{minor + 1}.0" if part == "minor" else f"{major}.{minor}.{patch + 1}"
+
+
+def _add_change(workspace: Path, member: str, entry: str) -> None:
+    changelog = workspace / member / "CHANGELOG.md"
+    changelog.write_text(
+        changelog.read_text(encoding="utf-8").replace(
+            "## [Unreleased]", f"## [Unreleased]\n\n### Changed\n\n- {entry}", 1
+        ),
+        encoding="utf-8",
+    )
+    _run(["git", "commit", "-qam", f"{member}: {entry}"], cwd=workspace)
+
+
 @pytest.fixture(scope="module")
-def released(workspace, index) -> Path:
-    """kernelkit 0.2.0 (floors raised) and faro-fairness-rm 0.1.1, tagged and published."""
+def versions(workspace) -> dict[str, str]:
+    """The versions the rehearsal releases: the next kernelkit minor, the next faro patch."""
+    return {
+        "kernelkit": _bumped(_version(workspace, "shared/kernelkit"), "minor"),
+        "faro": _bumped(_version(workspace, "packages/faro"), "patch"),
+    }
+
+
+@pytest.fixture(scope="module")
+def released(workspace, index, versions) -> Path:
+    """The next kernelkit minor (floors raised) and faro-fairness-rm patch, tagged, published."""
+    kernelkit, faro = versions["kernelkit"], versions["faro"]
+    _add_change(workspace, "shared/kernelkit", "a rehearsed minor release")
     out = _release(workspace, "kernelkit", "--bump", "minor", "--tag", "--raise-floors",
                    "--publish-url", index)  # fmt: skip
-    assert "tagged kernelkit-v0.2.0" in out and "published kernelkit-0.2.0.tar.gz" in out
+    assert (
+        f"tagged kernelkit-v{kernelkit}" in out and f"published kernelkit-{kernelkit}.tar.gz" in out
+    )
     # A CI clone carries no tags: the floor is then found through tools/releases.json.
-    _run(["git", "tag", "-d", "kernelkit-v0.2.0"], cwd=workspace)
+    _run(["git", "tag", "-d", f"kernelkit-v{kernelkit}"], cwd=workspace)
     out = _release(workspace, PACKAGE, "--bump", "patch", "--tag", "--publish-url", index)
-    assert "beside kernelkit 0.2.0 (release commit" in out, out
-    assert "published faro_fairness_rm-0.1.1-py3-none-any.whl" in out, out
+    assert f"beside kernelkit {kernelkit} (release commit" in out, out
+    assert f"published faro_fairness_rm-{faro}-py3-none-any.whl" in out, out
     return workspace
 
 
-def test_release_tags_records_and_raises_floors(released):
+def test_release_tags_records_and_raises_floors(released, versions):
+    kernelkit, faro = versions["kernelkit"], versions["faro"]
     releases = json.loads((released / "tools" / "releases.json").read_text(encoding="utf-8"))
-    assert set(releases) == {"kernelkit-v0.2.0", f"{PACKAGE}-v0.1.1"}
-    tagged = _run(["git", "rev-parse", f"{PACKAGE}-v0.1.1^{{commit}}"], cwd=released).stdout
-    assert releases[f"{PACKAGE}-v0.1.1"] == {"commit": tagged.strip(), "path": "packages/faro"}
-    kernelkit_release = releases["kernelkit-v0.2.0"]["commit"]
+    assert {f"kernelkit-v{kernelkit}", f"{PACKAGE}-v{faro}"} <= set(releases)
+    tagged = _run(["git", "rev-parse", f"{PACKAGE}-v{faro}^{{commit}}"], cwd=released).stdout
+    assert releases[f"{PACKAGE}-v{faro}"] == {"commit": tagged.strip(), "path": "packages/faro"}
+    kernelkit_release = releases[f"kernelkit-v{kernelkit}"]["commit"]
     shown = _run(["git", "show", f"{kernelkit_release}:shared/kernelkit/pyproject.toml"],
                  cwd=released).stdout  # fmt: skip
-    assert 'version = "0.2.0"' in shown
+    assert f'version = "{kernelkit}"' in shown
     for pyproject in sorted(released.glob("packages/*/pyproject.toml")):
-        assert '"kernelkit[plot]>=0.2.0"' in pyproject.read_text(encoding="utf-8"), pyproject
+        assert f'"kernelkit[plot]>={kernelkit}"' in pyproject.read_text(encoding="utf-8"), pyproject
     changelog = (released / "packages" / "psm" / "CHANGELOG.md").read_text(encoding="utf-8")
-    assert "- Requires `kernelkit>=0.2.0`" in changelog
+    assert f"- Requires `kernelkit>={kernelkit}`" in changelog
     assert not _run(["git", "status", "--porcelain"], cwd=released).stdout.strip()
     refused = subprocess.run(
         [sys.executable, released / "tools" / "release.py", PACKAGE, "--bump", "none", "--tag"],
@@ -165,9 +202,9 @@ def test_release_tags_records_and_raises_floors(released):
     assert refused.returncode != 0 and "already released" in refused.stderr
 
 
-def test_package_installs_alone_from_the_index_and_reproduces(released, index, tmp_path):
+def test_package_installs_alone_from_the_index_and_reproduces(released, versions, index, tmp_path):
     python = _fresh_venv(tmp_path / "venv", index, released, PACKAGE)
-    assert _versions(python) == {"faro": "0.1.1", "kernelkit": "0.2.0"}
+    assert _versions(python) == versions
     assert _run([python.parent / CLI, "--help"]).stdout.startswith("usage:")
     # The quick repro draws figures: matplotlib came with the package (kernelkit[plot]).
     _run([python.parent / CLI, "repro", "--out", tmp_path / "report"], cwd=tmp_path)
@@ -175,18 +212,12 @@ def test_package_installs_alone_from_the_index_and_reproduces(released, index, t
     assert list((tmp_path / "report").glob("*.png"))
 
 
-def test_released_package_accepts_a_kernelkit_patch_release(released, index, tmp_path):
-    changelog = released / "shared" / "kernelkit" / "CHANGELOG.md"
-    changelog.write_text(
-        changelog.read_text(encoding="utf-8").replace(
-            "## [Unreleased]", "## [Unreleased]\n\n### Fixed\n\n- a patch", 1
-        ),
-        encoding="utf-8",
-    )
-    _run(["git", "commit", "-qam", "kernelkit: a patch"], cwd=released)
+def test_released_package_accepts_a_kernelkit_patch_release(released, versions, index, tmp_path):
+    _add_change(released, "shared/kernelkit", "a patch")
     out = _release(released, "kernelkit", "--bump", "patch", "--tag", "--publish-url", index)
-    assert "published kernelkit-0.2.1-py3-none-any.whl" in out
-    # faro-fairness-rm 0.1.1 was released against kernelkit 0.2.0; its declared range admits 0.2.1.
-    python = _fresh_venv(tmp_path / "venv", index, released, f"{PACKAGE}==0.1.1")
-    assert _versions(python) == {"faro": "0.1.1", "kernelkit": "0.2.1"}
+    patch = _bumped(versions["kernelkit"], "patch")
+    assert f"published kernelkit-{patch}-py3-none-any.whl" in out
+    # The faro release was made against the minor release; its declared range admits the patch.
+    python = _fresh_venv(tmp_path / "venv", index, released, f"{PACKAGE}=={versions['faro']}")
+    assert _versions(python) == {"faro": versions["faro"], "kernelkit": patch}
     assert _run([python.parent / CLI, "--help"]).stdout.startswith("usage:")
