@@ -142,6 +142,68 @@ def test_bad_models_and_arguments_raise():
         seqtopk.patch(model)
     with pytest.raises(ValueError, match="2-D attention_mask"):
         model(torch.ones(1, 3, dtype=torch.long), attention_mask=torch.ones(1, 1, 3, 3))
+    other, _ = build("olmoe", top_k=2)
+    other.model.layers[0].mlp.experts = model.model.layers[0].mlp.experts
+    with pytest.raises(ValueError, match="shared with another patched model"):
+        seqtopk.patch(other)
     seqtopk.unpatch(model)
     with pytest.raises(ValueError, match="not patched"):
         seqtopk.unpatch(model)
+    seqtopk.patch(other)  # the shared experts module is free again
+
+
+@pytest.mark.parametrize("model_type", list(MODELS))
+@pytest.mark.parametrize("impl", ["eager", "batched_mm", "grouped_mm"])
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_padding_free_dispatch_equals_padded_slots(model_type, impl, mode, monkeypatch):
+    model, tok = build(model_type, top_k=2)
+    model.config._experts_implementation = impl
+    experts_class = type(model.model.layers[0].mlp.experts)
+    implementation = experts_class.forward
+    rows_seen = []
+
+    def counting(self, hidden, index, weights):
+        rows_seen.append(index.numel())
+        return implementation(self, hidden, index, weights)
+
+    monkeypatch.setattr(experts_class, "forward", counting)
+    seqtopk.patch(model, mode=mode, min_per_token=0, max_per_token=4)
+    routing = model._seqtopk_routing
+    calls = []
+    for experts in routing.experts:
+        experts.register_forward_hook(lambda m, args, out: calls.append((m, args, out)))
+    batch = tok(["a longer sentence here", "short"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        model(**batch)
+    assert len(calls) == len(routing.records) == model.config.num_hidden_layers
+    for (experts, args, out), (probs, selected, _valid), rows in zip(
+        calls, routing.records, rows_seen, strict=True
+    ):
+        # Only the selected pairs were computed: no zero-weight slot reached the experts.
+        assert rows == int(selected.sum())
+        weights = seqtopk.routing_weights(probs, selected, renormalize=routing.renormalize)
+        index, slot_weights = seqtopk.selection_to_indices(selected, weights, 4)
+        padded = implementation(experts, args[0], index, slot_weights.to(args[0].dtype))
+        assert_close(out, padded, atol=1e-6, rtol=1e-5)
+
+
+def test_padding_free_dispatch_gradients_equal_padded_slots():
+    model, _ = build("olmoe", top_k=2)
+    seqtopk.patch(model, min_per_token=0, max_per_token=4)
+    experts = model._seqtopk_routing.experts[0]
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(6, model.config.hidden_size, generator=gen, requires_grad=True)
+    probs = torch.softmax(torch.randn(1, 6, 4, generator=gen), -1).requires_grad_()
+    selected = seqtopk.select_experts(probs.detach(), 2, None, 0, 4)
+    weights = seqtopk.routing_weights(probs, selected).view(6, 4)
+    model._seqtopk_routing.pending[0] = selected.view(6, 4)
+    dense_index = torch.arange(4).expand(6, 4)
+    free = experts(hidden, dense_index, weights)
+    assert 0 not in model._seqtopk_routing.pending  # consumed
+    grads_free = torch.autograd.grad(free.square().sum(), (hidden, probs), retain_graph=True)
+    index, slot_weights = seqtopk.selection_to_indices(selected.view(6, 4), weights, 4)
+    padded = type(experts).forward(experts, hidden, index, slot_weights)
+    grads_padded = torch.autograd.grad(padded.square().sum(), (hidden, probs))
+    assert_close(free, padded, atol=1e-6, rtol=1e-5)
+    for a, b in zip(grads_free, grads_padded, strict=True):
+        assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -16,6 +16,7 @@ and, first, selection alone: ``select_experts`` versus ``torch.topk`` per token.
 from __future__ import annotations
 
 import torch
+from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 
 from kernelkit.bench import Comparison, compare
 from seqtopk.patching import patch
@@ -46,16 +47,17 @@ def _olmoe_config(hidden: int, expert_hidden: int, experts: int, k: int):
 class _Layer(torch.nn.Module):
     """One MoE block behind a decoder-like wrapper, so ``patch`` finds its config and hooks."""
 
-    def __init__(self, config, shared: tuple[torch.nn.Module, torch.nn.Parameter] | None = None):
-        from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
-
+    def __init__(self, config, shared: OlmoeSparseMoeBlock | None = None):
         super().__init__()
         self.config = config
         with torch.device("meta"):
             block = OlmoeSparseMoeBlock(config)
         if shared is not None:
-            # Every variant shares one set of weights: only the router's forward differs.
-            block.experts, block.gate.weight = shared
+            # Every variant shares one set of weights but has its own modules, whose forwards
+            # ``patch`` replaces per model.
+            block.gate.weight = shared.gate.weight
+            block.experts.gate_up_proj = shared.experts.gate_up_proj
+            block.experts.down_proj = shared.experts.down_proj
         self.layers = torch.nn.ModuleList([block])
 
     def forward(self, inputs_embeds, attention_mask=None, past_key_values=None):
@@ -95,7 +97,7 @@ def _layer_comparisons(
         block.to_empty(device=dev)
         for parameter in block.parameters():
             parameter.normal_(std=0.02, generator=gen)
-    shared = (block.experts, block.gate.weight)
+    shared = block
     seqtopk = patch(_Layer(config, shared), k=k)
     capped = patch(_Layer(config, shared), k=k, max_per_token=k)
     online = patch(_Layer(config, shared), k=k, mode="online")

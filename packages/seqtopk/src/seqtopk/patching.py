@@ -5,12 +5,14 @@ What ``patch`` changes, and why:
 - Each router (``OlmoeTopKRouter``, ``Qwen2MoeTopKRouter``, ``Qwen3MoeTopKRouter``,
   ``MixtralTopKRouter``) gets an instance-level ``forward`` that computes the same softmax
   probabilities, selects with SeqTopK (offline over the whole call, or online with a per-layer
-  score cache) and returns ``(router_logits, weights [N, U], indices [N, U])``. Unused slots hold
-  a real expert index (the token's first-ranked one) with weight exactly 0, so the experts module
-  runs unchanged under every implementation transformers offers (eager, batched_mm, grouped_mm):
-  no sentinel index.
+  score cache) and returns ``(router_logits, weights [N, E], indices [N, E])``: a dense routing
+  map, weight 0 on the experts a token did not get, with real indices only (no sentinel).
   The model's own renormalisation rule is kept: Mixtral always renormalises over the token's
   selected experts, the others do so when ``norm_topk_prob`` is set.
+- The router's block-mate experts module gets an instance-level ``forward`` that runs only the
+  selected (token, expert) pairs, through whichever experts implementation the config names
+  (eager, batched_mm, grouped_mm, ...): a token with k_t experts costs k_t expert calls, and no
+  zero-weight slot is computed.
 - MoE blocks never see the attention mask, so a forward pre-hook on the decoder stack records
   the batch shape and the mask of the current tokens (and, online, aligns the score caches with
   the generation cache: reset on a fresh prompt, cropped when the cache is shorter, reordered when
@@ -33,7 +35,7 @@ from torch import nn
 from kernelkit.backend import resolve_impl
 from kernelkit.validation import check_ndim, check_tensor
 from seqtopk.online import OnlineRoutingState
-from seqtopk.selection import _ranked_selection, check_selection, resolve_bounds
+from seqtopk.selection import _select_dense, check_selection, resolve_bounds
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "is_patched", "load_balancing_loss", "patch", "unpatch"]
 
@@ -67,6 +69,9 @@ class _Routing:
     past_length: int = 0
     states: dict[int, OnlineRoutingState] = field(default_factory=dict)
     records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    # Router index -> its block's selection [N, E], handed from the router to the experts.
+    pending: dict[int, torch.Tensor] = field(default_factory=dict)
+    experts: list[nn.Module] = field(default_factory=list)
 
     def reorder(self, index: torch.Tensor) -> None:
         for state in self.states.values():
@@ -177,12 +182,11 @@ def _router_forward(router: nn.Module, index: int, routing: _Routing, renormaliz
                 f"{batch}x{tokens}; call the model through its decoder so the hooks run"
             )
         grid = probs.view(batch, tokens, -1)
-        slots = routing.max_per_token
-        # The selection works on its own ranking (a token's experts are a prefix of it), so the
-        # slots are read off directly: no dense mask to re-sort, no host synchronisation, and no
-        # input re-validation (the bounds were checked by ``patch``; the scores are our softmax).
+        num_experts = grid.shape[-1]
+        # No input re-validation here: the bounds were checked by ``patch``, the scores are our
+        # own softmax.
         if routing.mode == "offline":
-            ranked, _, counts = _ranked_selection(
+            selected = _select_dense(
                 grid.detach(),
                 routing.valid,
                 routing.k,
@@ -190,39 +194,82 @@ def _router_forward(router: nn.Module, index: int, routing: _Routing, renormaliz
                 routing.max_per_token,
                 triton=resolve_impl("auto", grid.device) == "triton",
             )
-            ranked = ranked[..., :slots]
         else:
             state = routing.states.get(index)
             if state is None:
                 state = OnlineRoutingState.empty(
                     batch,
-                    grid.shape[-1],
+                    num_experts,
                     routing.k,
                     routing.min_per_token,
                     routing.max_per_token,
                     device=grid.device,
                 )
                 routing.states[index] = state
-            steps = [
-                state.step_ranked(grid[:, t].detach(), routing.valid[:, t]) for t in range(tokens)
-            ]
-            ranked = torch.stack([experts[:, :slots] for experts, _ in steps], dim=1)
-            counts = torch.stack([count for _, count in steps], dim=1)
-        in_use = torch.arange(slots, device=grid.device) < counts.unsqueeze(-1)
-        slot_weights = grid.gather(-1, ranked) * in_use.to(grid.dtype)
+            selected = torch.stack(
+                [state.step(grid[:, t].detach(), routing.valid[:, t]) for t in range(tokens)],
+                dim=1,
+            )
+        weights = grid * selected.to(grid.dtype)
         if renormalize:
-            total = slot_weights.sum(dim=-1, keepdim=True)
-            slot_weights = slot_weights / torch.where(total > 0, total, torch.ones_like(total))
-        selected = torch.zeros_like(grid, dtype=torch.bool).scatter_(-1, ranked, in_use)
+            total = weights.sum(dim=-1, keepdim=True)
+            weights = weights / torch.where(total > 0, total, torch.ones_like(total))
         routing.records.append((grid, selected, routing.valid))
-        # Unused slots repeat the token's first-ranked expert with weight 0: a real index (no
-        # sentinel, so every experts implementation accepts it) whose weights the token already
-        # loads, so a decode step reads no extra expert's weights for its padding.
-        indices = torch.where(in_use, ranked, ranked[..., :1]).reshape(-1, slots)
-        slot_weights = slot_weights.reshape(-1, slots)
+        flat_selected = selected.reshape(-1, num_experts)
+        routing.pending[index] = flat_selected
+        weights = weights.reshape(-1, num_experts)
         if not routing.float_weights:
-            slot_weights = slot_weights.to(logits.dtype)
-        return logits, slot_weights, indices
+            weights = weights.to(logits.dtype)
+        # A dense routing map: every expert in every token's slots, weight 0 where not selected.
+        # It is what the MoE block hands the experts module; the patched experts forward reads
+        # the selected pairs from ``routing.pending`` and never computes a zero-weight slot.
+        indices = torch.arange(num_experts, device=grid.device).expand(hidden.shape[0], -1)
+        return logits, weights, indices
+
+    return forward
+
+
+def _experts_forward(experts: nn.Module, index: int, routing: _Routing):
+    """Padding-free dispatch around ``experts``' own forward (eager, batched_mm, grouped_mm...).
+
+    The selected (token, expert) pairs are flattened into ``S`` rows of one expert each and run
+    through the experts module's configured implementation as a top-1 routing over the gathered
+    hidden states, so each implementation builds its own expert -> rows lists from them (a loop
+    over hit experts, a batched matmul, a sort plus grouped matmul). The weighted row outputs are
+    summed per token in slot order through a ``[N, U, H]`` buffer rather than ``index_add_``,
+    which would be non-deterministic on CUDA; the buffer is float32 so low-precision models
+    accumulate like transformers' own reduction.
+    """
+    implementation = type(experts).forward
+
+    def forward(
+        hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+    ):
+        selected = routing.pending.pop(index, None)
+        if selected is None or selected.shape != top_k_weights.shape:
+            # Not called by the patched block right after its router: run the routing map as is.
+            return implementation(experts, hidden_states, top_k_index, top_k_weights)
+        token, expert = selected.nonzero(as_tuple=True)
+        out = torch.zeros(
+            hidden_states.shape[0],
+            routing.max_per_token,
+            hidden_states.shape[-1],
+            dtype=torch.promote_types(hidden_states.dtype, torch.float32),
+            device=hidden_states.device,
+        )
+        if token.numel():
+            rows = implementation(
+                experts,
+                hidden_states[token],
+                top_k_index[token, expert].unsqueeze(-1),
+                top_k_weights[token, expert].unsqueeze(-1),
+            )
+            # ``nonzero`` lists a token's pairs together, so a pair's slot is its offset there.
+            counts = selected.sum(dim=-1)
+            starts = counts.cumsum(0) - counts
+            slot = torch.arange(token.numel(), device=token.device) - starts[token]
+            out = out.index_put((token, slot), rows.to(out.dtype))
+        return out.sum(dim=1).to(hidden_states.dtype)
 
     return forward
 
@@ -322,6 +369,20 @@ def patch(
     routers = [m for m in model.modules() if isinstance(m, router_class)]
     if not routers:
         raise ValueError(f"model of type {model_type!r} has no {class_name} modules to patch")
+    # Each MoE block holds its router as ``gate`` next to its ``experts``; they pair by block.
+    blocks = {
+        id(m.gate): m for m in model.modules() if isinstance(getattr(m, "gate", None), nn.Module)
+    }
+    if any(
+        id(router) not in blocks or not hasattr(blocks[id(router)], "experts") for router in routers
+    ):
+        raise ValueError(f"every {class_name} must sit in a block beside its experts module")
+    experts_modules = [blocks[id(router)].experts for router in routers]
+    if any("forward" in vars(module) for module in (*routers, *experts_modules)):
+        raise ValueError(
+            "a router or experts module of this model already has its forward replaced (is it "
+            "shared with another patched model?); unpatch that model first"
+        )
     config = model.config
     k = config.num_experts_per_tok if k is None else k
     k, low, high = resolve_bounds(k, routers[0].num_experts, min_per_token, max_per_token)
@@ -334,6 +395,9 @@ def patch(
         routing.handles.append(model.register_forward_hook(_aux_hook(routing, float(coefficient))))
     for index, router in enumerate(routers):
         router.forward = _router_forward(router, index, routing, renormalize)
+    for index, experts in enumerate(experts_modules):
+        experts.forward = _experts_forward(experts, index, routing)
+    routing.experts = experts_modules
     setattr(model, _ATTRIBUTE, routing)
     return model
 
@@ -345,9 +409,10 @@ def unpatch(model: nn.Module) -> nn.Module:
         raise ValueError(f"{type(model).__name__} is not patched with SeqTopK")
     for handle in routing.handles:
         handle.remove()
-    for router in routing.routers:
-        del router.forward
+    for module in (*routing.routers, *routing.experts):
+        del module.forward
     routing.states.clear()
+    routing.pending.clear()
     routing.records.clear()
     delattr(model, _ATTRIBUTE)
     return model

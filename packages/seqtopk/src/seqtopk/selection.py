@@ -215,7 +215,7 @@ def _ranked_selection(
     return ranked_experts, ranked_scores, counts
 
 
-def _select_torch(
+def _select_dense(
     scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int, *, triton: bool = False
 ):
     ranked_experts, _, counts = _ranked_selection(scores, valid, k, low, high, triton=triton)
@@ -259,7 +259,7 @@ def select_experts(
     path = resolve_impl(impl, scores.device)
     if path == "reference":
         return select_experts_reference(probs, k, attention_mask, low, high)
-    return _select_torch(scores, valid, k, low, high, triton=path == "triton")
+    return _select_dense(scores, valid, k, low, high, triton=path == "triton")
 
 
 def routing_weights(
