@@ -45,6 +45,23 @@ def test_torch_path_equals_brute_force_greedy(problem):
 
 
 @settings(max_examples=60)
+@given(
+    routing_problems(max_tokens=12, max_experts=10),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from([0.3, 1.0, 4.0]),
+)
+def test_torch_path_equals_brute_force_greedy_on_real_valued_scores(problem, seed, spread):
+    # Tie-free softmax scores, from flat to peaked tokens: the path without any tie repair.
+    _, mask, k, low, high = problem
+    gen = torch.Generator().manual_seed(seed)
+    shape = (*mask.shape, problem[0].shape[-1])
+    sharpness = spread * 2 * torch.rand((*mask.shape, 1), generator=gen)
+    probs = torch.softmax(torch.randn(shape, generator=gen) * sharpness, -1)
+    fast = select_experts(probs, k, mask, low, high)
+    assert torch.equal(fast, select_experts_reference(probs, k, mask, low, high))
+
+
+@settings(max_examples=60)
 @given(routing_problems())
 def test_budget_bounds_and_padding(problem):
     probs, mask, k, low, high = problem

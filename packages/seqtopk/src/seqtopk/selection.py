@@ -8,10 +8,11 @@ ascending, expert ascending) and takes each one whose token has fewer than U exp
 budget is spent. Padding tokens get no experts and take no budget; sequences never compete.
 
 Three implementations share one contract: :func:`select_experts_reference` (the greedy written
-as loops, the spec), a vectorised torch path (two top-k calls on unique int64 keys; runs on any
-device) and a Triton kernel (:mod:`seqtopk._triton_select`: the per-token top-U in torch, then
-one program per sequence finds the budget's threshold by bisection and resolves ties in order);
-``impl`` picks one, and ``"auto"`` takes Triton for CUDA tensors.
+as loops, the spec), a vectorised torch path (a float per-token top-U, re-ranked on tie-free keys only
+for tokens with ties, then one ``kthvalue`` over the sequence's ``T * (U - L)`` candidates; runs
+on any device; see :func:`_select_ranked`) and a Triton kernel (:mod:`seqtopk._triton_select`: the per-token top-U
+in torch, then one program per sequence finds the budget's threshold by bisection and resolves
+ties in order); ``impl`` picks one, and ``"auto"`` takes Triton for CUDA tensors.
 """
 
 from __future__ import annotations
@@ -96,10 +97,12 @@ def _check_probs_and_mask(
     probs = check_tensor("probs", probs)
     check_floating("probs", probs)
     check_ndim("probs", probs, 3)
-    if torch.isnan(probs).any():
-        bad = torch.isnan(probs).nonzero()[0].tolist()
-        raise ValueError(f"probs must not contain NaN; found NaN at index {tuple(bad)}")
-    check_finite("probs", probs)
+    # One pass in the common case; the NaN-specific message only once something is not finite.
+    if probs.numel() and not bool(torch.isfinite(probs).all()):
+        if torch.isnan(probs).any():
+            bad = torch.isnan(probs).nonzero()[0].tolist()
+            raise ValueError(f"probs must not contain NaN; found NaN at index {tuple(bad)}")
+        check_finite("probs", probs)
     batch, length, _ = probs.shape
     if attention_mask is None:
         return probs.float(), torch.ones(batch, length, dtype=torch.bool, device=probs.device)
@@ -173,55 +176,101 @@ def _order_keys(scores: torch.Tensor) -> torch.Tensor:
     return monotone.to(torch.int64) << 32
 
 
-def _ranked_selection(
-    scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int, *, triton: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(ranked_experts [B, T, U], ranked_scores [B, T, U], counts [B, T])``.
+def _count(mask: torch.Tensor) -> torch.Tensor:
+    """True entries along the last dim (a byte sum: several times faster than a bool sum)."""
+    return mask.view(torch.uint8).sum(dim=-1, dtype=torch.int32)
 
-    ``ranked_experts`` are each token's top-U experts by (score descending, expert ascending).
-    Each token's selected experts are the first ``counts`` of them: a token's candidates
-    compete in score order, so what it wins is always a prefix of its ranking. This is the form
-    the patched router packs into slots without a dense mask or a second per-token sort.
+
+def _ranked_top(scores: torch.Tensor, high: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each token's top-U ``(values, experts)`` [..., U] in the order (score desc, expert asc).
+
+    A float ``topk`` ranks ties arbitrarily, so tokens whose top U+1 values hold a repeat (a tie
+    inside the top U or across its boundary; ``-0.0 == 0.0`` counts) are re-ranked on tie-free
+    int64 keys; for real-valued router scores that is almost never any.
     """
-    batch, length, num_experts = scores.shape
-    device = scores.device
-    # Ties are broken inside the key (the low 32 bits hold a reversed index), so the keys are
-    # unique and a top-k gives exactly the stable order; top-U per token replaces a full sort.
-    expert_tiebreak = (2**32 - 1) - torch.arange(num_experts, device=device)
-    ranked_keys, ranked_experts = torch.topk(_order_keys(scores) | expert_tiebreak, high, dim=-1)
-    ranked_scores = scores.gather(-1, ranked_experts)
-    counts = valid.long() * low
-    width = high - low
-    if width > 0 and k > low:
-        budget = valid.sum(dim=-1) * (k - low)
-        if triton:
-            from seqtopk._triton_select import select_candidates_triton  # lazy: see its docstring
+    num_experts = scores.shape[-1]
+    values, experts = torch.topk(scores, min(high + 1, num_experts), dim=-1)
+    tied = (values[..., 1:] == values[..., :-1]).any(dim=-1)
+    values, experts = values[..., :high], experts[..., :high]
+    if bool(tied.any()):
+        where = tied.nonzero(as_tuple=True)
+        expert_tiebreak = (2**32 - 1) - torch.arange(num_experts, device=scores.device)
+        keys = _order_keys(scores[where]) | expert_tiebreak
+        exact = torch.topk(keys, high, dim=-1).indices
+        experts = experts.index_put(where, exact)
+        values = values.index_put(where, scores[where].gather(-1, exact))
+    return values, experts
 
-            chosen = select_candidates_triton(ranked_scores[..., low:], valid, budget)
-        else:
-            # The sequence-level competition runs over the T * (U - L) candidate ranks; ties go
-            # to the lower (token, rank), which is (token, expert) order within a token.
-            flat_index = torch.arange(length * width, device=device)
-            keys = (ranked_keys[..., low:] >> 32 << 32).reshape(batch, length * width)
-            keys = (keys | ((2**32 - 1) - flat_index)).masked_fill(
-                ~valid.repeat_interleave(width, dim=1), torch.iinfo(torch.int64).min
-            )
-            most = min(length * width, (k - low) * length)
-            order = torch.topk(keys, most, dim=-1).indices
-            taken = torch.arange(most, device=device).unsqueeze(0) < budget.unsqueeze(-1)
-            chosen = torch.zeros(batch, length * width, dtype=torch.bool, device=device)
-            chosen.scatter_(-1, order, taken)
-        counts = counts + chosen.view(batch, length, width).sum(dim=-1)
-    return ranked_experts, ranked_scores, counts
+
+def _select_ranked(
+    scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(experts [B, T, U], counts [B, T])``: each token gets the first ``counts`` of its ranking.
+
+    A token's candidates compete in its own rank order, so what it wins is a prefix of its
+    ranking: after forcing ranks < L, the greedy is "the (k - L) * n best candidates at ranks
+    [L, U) of the sequence, in the order (score desc, token asc, rank asc)" (the cap U is built
+    in). One selection (``kthvalue``) over the flat ``T * (U - L)`` candidates finds the
+    threshold; padding tokens hold +inf on their first ``k - L`` candidate ranks and -inf on the
+    rest, so one k serves every sequence and padding takes its slots but no budget. Ties at the
+    threshold go to the lower (token, rank), by a running count, only when more than needed
+    tie there.
+    """
+    batch, length, _ = scores.shape
+    values, experts = _ranked_top(scores, high)
+    width, extra = high - low, k - low
+    counts = valid.to(torch.int32) * low
+    if width == 0 or extra == 0 or length == 0:
+        return experts, counts
+    if extra == width:  # k == U: every valid token gets exactly k
+        return experts, valid.to(torch.int32) * k
+    padding_row = torch.full((width,), -torch.inf, device=scores.device)
+    padding_row[:extra] = torch.inf
+    candidates = torch.where(valid.unsqueeze(-1), values[..., low:], padding_row)
+    flat = candidates.view(batch, length * width)
+    need = length * extra
+    threshold = torch.kthvalue(flat, flat.shape[-1] - need + 1, dim=-1, keepdim=True).values
+    taken = flat >= threshold
+    if bool((_count(taken) > need).any()):
+        above = flat > threshold
+        ties = flat == threshold
+        taken = above | (ties & (ties.cumsum(dim=-1) <= need - _count(above).unsqueeze(-1)))
+    won = _count(taken.view(batch, length, width))
+    return experts, counts + torch.where(valid, won, torch.zeros_like(won))
+
+
+def _select_torch(
+    scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int
+) -> torch.Tensor:
+    experts, counts = _select_ranked(scores, valid, k, low, high)
+    by_rank = torch.arange(high, device=scores.device) < counts.unsqueeze(-1)
+    selected = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    return selected.scatter_(-1, experts, by_rank)
+
+
+def _select_triton(
+    scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int
+) -> torch.Tensor:
+    """The selection [B, T, E] with the sequence-level pick in :mod:`seqtopk._triton_select`
+    (the per-token ranking as in :func:`_ranked_top`)."""
+    from seqtopk._triton_select import select_candidates_triton  # lazy: see its docstring
+
+    values, experts = _ranked_top(scores, high)
+    counts = valid.long() * low
+    if high > low and k > low:
+        budget = valid.sum(dim=-1) * (k - low)
+        counts = counts + select_candidates_triton(values[..., low:], valid, budget).sum(dim=-1)
+    by_rank = torch.arange(high, device=scores.device) < counts.unsqueeze(-1)
+    selected = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    return selected.scatter_(-1, experts, by_rank)
 
 
 def _select_dense(
     scores: torch.Tensor, valid: torch.Tensor, k: int, low: int, high: int, *, triton: bool = False
-):
-    ranked_experts, _, counts = _ranked_selection(scores, valid, k, low, high, triton=triton)
-    by_rank = torch.arange(high, device=scores.device) < counts.unsqueeze(-1)
-    selected = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-    return selected.scatter_(-1, ranked_experts, by_rank)
+) -> torch.Tensor:
+    if triton:
+        return _select_triton(scores, valid, k, low, high)
+    return _select_torch(scores, valid, k, low, high)
 
 
 def select_experts(
