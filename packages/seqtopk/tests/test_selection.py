@@ -3,6 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from seqtopk import (
+    OnlineRoutingState,
     online_select,
     online_select_reference,
     routing_weights,
@@ -230,6 +231,53 @@ def test_online_changing_the_future_never_changes_the_past(problem, cut, seed):
     a, _ = online_select(probs, k, mask, low, high)
     b, _ = online_select(changed, k, mask, low, high)
     assert torch.equal(a[:, :cut], b[:, :cut])
+
+
+@settings(max_examples=40)
+@given(routing_problems(max_tokens=8))
+def test_online_decode_step_equals_offline_rule_on_the_prefix(problem):
+    # Each step, decided from the cache alone, must equal the definition evaluated offline on
+    # the prefix: the token's entries in the prefix's top-(m*k) (select_experts with L=0, U=E
+    # picks exactly the prefix's top m*k pairs), clamped to [L, U] and to the budget left.
+    probs, mask, k, low, high = problem
+    batch, length, experts = probs.shape
+    state = OnlineRoutingState.empty(batch, experts, k, low, high)
+    used = torch.zeros(batch, dtype=torch.long)
+    for t in range(length):
+        step = state.step(probs[:, t], mask[:, t])
+        prefix_top = select_experts(probs[:, : t + 1], k, mask[:, : t + 1], 0, experts)
+        seen = mask[:, : t + 1].sum(-1)
+        inside = prefix_top[:, t].sum(-1)
+        expected = torch.minimum(inside.clamp(low, high), seen * k - used) * mask[:, t]
+        assert torch.equal(step.sum(-1), expected)
+        used += expected
+        assert bool((used <= seen * k).all())  # the budget is enforced at every step
+        for b in range(batch):
+            order = sorted(range(experts), key=lambda e, b=b: (-float(probs[b, t, e]), e))
+            chosen = torch.zeros(experts, dtype=torch.bool)
+            chosen[order[: int(expected[b])]] = True
+            assert torch.equal(step[b], chosen)
+    assert torch.equal(state.used, used)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 32])
+def test_online_prompt_in_one_pass_equals_token_by_token(chunk, monkeypatch):
+    import seqtopk.online as online_module
+
+    monkeypatch.setattr(online_module, "_CHUNK", chunk)
+    gen = torch.Generator().manual_seed(11)
+    # Coarse scores (ties across tokens and chunks), left padding, and peaked/flat tokens.
+    probs = torch.randint(0, 7, (3, 45, 6), generator=gen).float() / 7
+    probs[:, ::5] = torch.tensor([1.0, 0, 0, 0, 0, 0])
+    mask = torch.ones(3, 45, dtype=torch.bool)
+    mask[1, :9] = False
+    mask[2, 20:23] = False
+    whole, state = online_select(probs, 2, mask, 1, 4)
+    assert torch.equal(whole, online_select_reference(probs, 2, mask, 1, 4))
+    stepped = OnlineRoutingState.empty(3, 6, 2, 1, 4)
+    steps = torch.stack([stepped.step(probs[:, t], mask[:, t]) for t in range(45)], 1)
+    assert torch.equal(whole, steps)
+    assert torch.equal(state.used, stepped.used) and len(state.runs) <= 6
 
 
 def test_online_long_decode_grows_storage_and_equals_reference():

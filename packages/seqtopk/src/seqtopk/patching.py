@@ -206,10 +206,7 @@ def _router_forward(router: nn.Module, index: int, routing: _Routing, renormaliz
                     device=grid.device,
                 )
                 routing.states[index] = state
-            selected = torch.stack(
-                [state.step(grid[:, t].detach(), routing.valid[:, t]) for t in range(tokens)],
-                dim=1,
-            )
+            selected = state.route(grid.detach(), routing.valid)
         weights = grid * selected.to(grid.dtype)
         if renormalize:
             total = weights.sum(dim=-1, keepdim=True)
