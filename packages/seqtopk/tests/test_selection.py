@@ -366,3 +366,15 @@ def test_bad_inputs_raise():
         select_experts(probs, 1, impl="cuda")
     with pytest.raises(ValueError, match="num_slots"):
         selection_to_indices(select_experts(probs, 2, max_per_token=4), probs, 1)
+
+
+def test_online_run_merge_keeps_every_score_in_order():
+    from seqtopk.online import _merge
+
+    gen = torch.Generator().manual_seed(4)
+    for size in (3, 3000):  # below and above the size from which runs merge by scatter
+        a = torch.sort(torch.randint(0, 9, (2, size), generator=gen).float(), dim=-1).values
+        b = torch.sort(torch.randint(0, 9, (2, size + 5), generator=gen).float(), dim=-1).values
+        b[:, :4] = -torch.inf  # padding positions
+        expected = torch.sort(torch.cat([a, b], 1), dim=-1).values
+        assert torch.equal(_merge(a, b), expected)

@@ -11,6 +11,11 @@ with OLMoE-1B-7B's real shape (hidden 2048, 64 experts of width 1024, K = 8):
   growing by one per call) versus the TopK layer, with U = K + 2 and with U = K;
 
 and, first, selection alone: ``select_experts`` versus ``torch.topk`` per token.
+
+Added for issue 20 (beside the rows above): prompt routing alone, ``online_select`` (causal,
+one vectorised pass) versus ``select_experts`` (offline) for 512- and 2048-token prompts; and
+for the OLMoE-shaped layer a decode step with 4096 cached positions and a 512-token prompt
+through the online-patched layer versus the offline-patched one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 
 from kernelkit.bench import Comparison, compare
+from seqtopk.online import online_select
 from seqtopk.patching import patch
 from seqtopk.selection import select_experts
 
@@ -88,6 +94,8 @@ def _layer_comparisons(
     repeats: int,
     dev: torch.device,
     threads: int | None,
+    long_cache: int | None = None,
+    prompt: int | None = None,
 ) -> list[Comparison]:
     config = _olmoe_config(hidden, expert_hidden, experts, k)
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -153,6 +161,48 @@ def _layer_comparisons(
                 **{**common, "repeats": repeats * 4},
             )
         )
+    if long_cache is not None:
+        # The score cache of `long_cache` earlier positions is filled from random router scores
+        # (routing them through the experts would only cost time): the decode step's routing
+        # work depends on the cache, the experts' on the one new token.
+        scores = torch.softmax(
+            torch.randn(batch, long_cache, experts, device=dev, generator=gen), dim=-1
+        )
+        _, state = online_select(scores, k)
+        long_online = patch(_Layer(config, shared), k=k, mode="online")
+        long_online._seqtopk_routing.states[0] = state
+        cache = _CacheLength()
+        cache.length = long_cache
+
+        def decode_long(layer=long_online, cache=cache):
+            with torch.no_grad():
+                layer(inputs_embeds=token, past_key_values=cache)
+            cache.length += 1
+
+        results.append(
+            compare(
+                decode_long,
+                forward(topk, token),
+                name=f"decode one token, cache {long_cache}+ positions, B={batch}, {shape}, "
+                "L=1 U=K+2",
+                label_a="online SeqTopK L=1 U=K+2",
+                label_b="TopK",
+                **{**common, "repeats": repeats * 4},
+            )
+        )
+    if prompt is not None:
+        xp = torch.randn(batch, prompt, hidden, device=dev, generator=gen)
+        fresh = _CacheLength()  # length 0: every call is a new prompt, routed online from scratch
+        results.append(
+            compare(
+                forward(online, xp, past_key_values=fresh),
+                forward(seqtopk, xp),
+                name=f"prompt B={batch} T={prompt} through the layer, {shape}, L=1 U=K+2",
+                label_a="online (causal) SeqTopK",
+                label_b="offline SeqTopK",
+                **common,
+            )
+        )
     return results
 
 
@@ -178,6 +228,20 @@ def run(quick: bool = True, device: str | torch.device | None = None) -> list[Co
         )
     ]
     results += _layer_comparisons("tiny", 256, 128, 64, 8, batch, tokens, repeats, dev, threads)
+    for length in (512, 2048):
+        prompt = torch.softmax(torch.randn(batch, length, 64, device=dev, generator=gen), dim=-1)
+        results.append(
+            compare(
+                lambda prompt=prompt: online_select(prompt, 8),
+                lambda prompt=prompt: select_experts(prompt, 8),
+                name=f"prompt routing alone B={batch} T={length} E=64 K=8 L=1 U=K+2",
+                label_a="online_select (causal, one pass)",
+                label_b="select_experts (offline)",
+                repeats=repeats,
+                device=dev,
+                threads=threads,
+            )
+        )
     real_batch, real_tokens = (1, 128) if quick else (4, 512)
     results += _layer_comparisons(
         "OLMoE-1B-7B shape",
@@ -190,5 +254,7 @@ def run(quick: bool = True, device: str | torch.device | None = None) -> list[Co
         max(3, repeats // 2),
         dev,
         threads,
+        long_cache=4096,
+        prompt=512,
     )
     return results

