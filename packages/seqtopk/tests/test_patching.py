@@ -207,3 +207,19 @@ def test_padding_free_dispatch_gradients_equal_padded_slots():
     assert_close(free, padded, atol=1e-6, rtol=1e-5)
     for a, b in zip(grads_free, grads_padded, strict=True):
         assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_per_token_sum_by_slot_equals_index_add():
+    # The slot buffer (used off the CPU, where index_add_ is not deterministic) and index_add_
+    # (the CPU path) give the same sums, including tokens with no pair.
+    from seqtopk.patching import _sum_per_token
+
+    gen = torch.Generator().manual_seed(2)
+    selected = torch.rand(7, 5, generator=gen) < 0.4
+    selected[3] = False
+    token, _ = selected.nonzero(as_tuple=True)
+    rows = torch.randn(token.numel(), 6, generator=gen, dtype=torch.float64)
+    by_slot = _sum_per_token(rows, token, selected, 5, by_slot=True)
+    assert_close(by_slot, _sum_per_token(rows, token, selected, 5, by_slot=False))
+    assert_close(by_slot[0], rows[token == 0].sum(0))
+    assert bool((by_slot[3] == 0).all())

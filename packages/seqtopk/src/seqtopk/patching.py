@@ -226,16 +226,35 @@ def _router_forward(router: nn.Module, index: int, routing: _Routing, renormaliz
     return forward
 
 
+def _sum_per_token(
+    rows: torch.Tensor, token: torch.Tensor, selected: torch.Tensor, slots: int, by_slot: bool
+) -> torch.Tensor:
+    """Sum the weighted pair outputs ``rows`` [S, H] into their tokens: float32 [N, H].
+
+    ``index_add_`` is one pass and deterministic on the CPU; on other devices it adds with
+    atomics in no fixed order, so there (``by_slot``) each pair is written to its own slot of a
+    ``[N, U, H]`` buffer (a pair's slot is its place among its token's pairs, ``nonzero`` listing
+    them token by token) and the slots are summed, as transformers' own reduction does.
+    """
+    dtype = torch.promote_types(rows.dtype, torch.float32)
+    num_tokens, hidden = selected.shape[0], rows.shape[-1]
+    if not by_slot:
+        out = torch.zeros(num_tokens, hidden, dtype=dtype, device=rows.device)
+        return out.index_add_(0, token, rows.to(dtype))
+    counts = selected.sum(dim=-1)
+    slot = torch.arange(token.numel(), device=token.device) - (counts.cumsum(0) - counts)[token]
+    out = torch.zeros(num_tokens, slots, hidden, dtype=dtype, device=rows.device)
+    return out.index_put((token, slot), rows.to(dtype)).sum(dim=1)
+
+
 def _experts_forward(experts: nn.Module, index: int, routing: _Routing):
     """Padding-free dispatch around ``experts``' own forward (eager, batched_mm, grouped_mm...).
 
     The selected (token, expert) pairs are flattened into ``S`` rows of one expert each and run
     through the experts module's configured implementation as a top-1 routing over the gathered
     hidden states, so each implementation builds its own expert -> rows lists from them (a loop
-    over hit experts, a batched matmul, a sort plus grouped matmul). The weighted row outputs are
-    summed per token in slot order through a ``[N, U, H]`` buffer rather than ``index_add_``,
-    which would be non-deterministic on CUDA; the buffer is float32 so low-precision models
-    accumulate like transformers' own reduction.
+    over hit experts, a batched matmul, a sort plus grouped matmul); the weighted row outputs are
+    then summed per token (:func:`_sum_per_token`), in float32 like transformers' own reduction.
     """
     implementation = type(experts).forward
 
@@ -247,26 +266,17 @@ def _experts_forward(experts: nn.Module, index: int, routing: _Routing):
             # Not called by the patched block right after its router: run the routing map as is.
             return implementation(experts, hidden_states, top_k_index, top_k_weights)
         token, expert = selected.nonzero(as_tuple=True)
-        out = torch.zeros(
-            hidden_states.shape[0],
-            routing.max_per_token,
-            hidden_states.shape[-1],
-            dtype=torch.promote_types(hidden_states.dtype, torch.float32),
-            device=hidden_states.device,
+        if not token.numel():
+            return torch.zeros_like(hidden_states)
+        rows = implementation(
+            experts,
+            hidden_states[token],
+            top_k_index[token, expert].unsqueeze(-1),
+            top_k_weights[token, expert].unsqueeze(-1),
         )
-        if token.numel():
-            rows = implementation(
-                experts,
-                hidden_states[token],
-                top_k_index[token, expert].unsqueeze(-1),
-                top_k_weights[token, expert].unsqueeze(-1),
-            )
-            # ``nonzero`` lists a token's pairs together, so a pair's slot is its offset there.
-            counts = selected.sum(dim=-1)
-            starts = counts.cumsum(0) - counts
-            slot = torch.arange(token.numel(), device=token.device) - starts[token]
-            out = out.index_put((token, slot), rows.to(out.dtype))
-        return out.sum(dim=1).to(hidden_states.dtype)
+        by_slot = hidden_states.device.type != "cpu"
+        out = _sum_per_token(rows, token, selected, routing.max_per_token, by_slot)
+        return out.to(hidden_states.dtype)
 
     return forward
 
