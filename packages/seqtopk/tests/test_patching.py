@@ -223,3 +223,44 @@ def test_per_token_sum_by_slot_equals_index_add():
     assert_close(by_slot, _sum_per_token(rows, token, selected, 5, by_slot=False))
     assert_close(by_slot[0], rows[token == 0].sum(0))
     assert bool((by_slot[3] == 0).all())
+
+
+def test_online_prompt_in_one_call_equals_prompt_fed_in_pieces():
+    # A 40-position prompt spans several of the online pass's 16-token chunks; feeding it as
+    # 25 positions and then one at a time through the generation cache routes each token on
+    # the same prefix, so the logits agree.
+    from transformers import DynamicCache
+
+    model, _ = build("olmoe", top_k=2)
+    seqtopk.patch(model, mode="online", min_per_token=0)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, model.config.vocab_size, (2, 40), generator=gen)
+    mask = torch.ones(2, 40, dtype=torch.long)
+    mask[1, :6] = 0  # left padding
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    with torch.no_grad():
+        whole = model(ids, attention_mask=mask, position_ids=positions).logits
+        cache = DynamicCache()
+        pieces = [
+            model(
+                ids[:, :25],
+                attention_mask=mask[:, :25],
+                position_ids=positions[:, :25],
+                past_key_values=cache,
+                use_cache=True,
+            ).logits
+        ]
+        for t in range(25, 40):
+            pieces.append(
+                model(
+                    ids[:, t : t + 1],
+                    attention_mask=mask[:, : t + 1],
+                    position_ids=positions[:, t : t + 1],
+                    past_key_values=cache,
+                    use_cache=True,
+                ).logits
+            )
+    valid = mask.bool()
+    assert_close(torch.cat(pieces, 1)[valid], whole[valid], atol=1e-4, rtol=1e-4)
+    used = [state.used for state in model._seqtopk_routing.states.values()]
+    assert all(bool((u <= mask.sum(-1) * 2).all()) for u in used)
