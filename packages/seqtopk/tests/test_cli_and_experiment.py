@@ -132,3 +132,47 @@ def test_default_cap_is_limited_to_the_number_of_experts(capsys):
     assert main(["train", "--k", "7", "--steps", "1", "--batch-size", "2", "--seq-len", "12"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert "acc_hard" in summary["online_eval"]
+
+
+def test_continue_training_switches_routing_and_trains():
+    from seqtopk.experiment import SmallMoEConfig, continue_training
+
+    model_config = SmallMoEConfig(num_layers=1, num_experts=4, expert_hidden=4)
+    config = TrainConfig(routing="topk", k=2, steps=2, batch_size=4, seq_len=12)
+    model, task, _ = train(config, model_config)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    tuned = replace(config, routing="seqtopk", min_per_token=0, max_per_token=3, steps=3)
+    model, losses = continue_training(model, task, tuned, first_batch=config.steps)
+    assert len(losses) == 3 and all(loss > 0 for loss in losses)
+    routing = model._seqtopk_routing
+    assert (routing.k, routing.min_per_token, routing.max_per_token) == (2, 0, 3)
+    assert any(not torch.equal(before[name], value) for name, value in model.state_dict().items())
+    with pytest.raises(ValueError, match="first_batch"):
+        continue_training(model, task, tuned, first_batch=-1)
+    with pytest.raises(ValueError, match="num_experts_per_tok=2"):
+        continue_training(model, task, replace(config, k=3), first_batch=0)
+
+
+@pytest.mark.slow
+def test_repro_premise_gates_the_comparisons(tmp_path, monkeypatch):
+    from seqtopk import repro
+
+    # The real sizes take minutes; the structure of the report does not depend on them.
+    monkeypatch.setattr(repro, "STEPS", {True: 3})
+    monkeypatch.setattr(repro, "SEEDS", {True: (0, 1)})
+    monkeypatch.setattr(repro, "FINETUNE_STEPS", 2)
+    monkeypatch.setattr(repro, "EVAL_BATCHES", 1)
+    report = repro.run(tmp_path, quick=True)
+    statements = [claim.statement for claim in report.claims]
+    assert len(statements) == 9
+    assert statements[0].startswith("premise control, K=1")
+    assert statements[1].startswith("premise control, K=2")
+    for claim in report.claims:
+        assert claim.seeds == 2
+    for premise, k in zip(report.claims[:2], (1, 2), strict=True):
+        expected = "held, so" if premise.verdict == "held" else "NOT held, so"
+        compared = [c for c in report.claims[2:6] if c.statement.startswith(f"K={k} ")]
+        assert len(compared) == 2 and all(expected in c.details for c in compared)
+    assert {c.source for c in report.claims[2:]} == {"paper"}
+    assert (tmp_path / "report.md").exists() and (tmp_path / "claims.png").exists()
+    assert {row["experiment"] for row in report.metrics} == {"sparsity", "adoption"}

@@ -29,6 +29,7 @@ from kernelkit.io import (
     training_state_tensors,
 )
 from kernelkit.utils import progress, seed_everything
+from kernelkit.validation import check_int_in_range
 from seqtopk.patching import patch
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "SmallMoEConfig",
     "TrainConfig",
     "build_small_moe",
+    "continue_training",
     "evaluate",
     "train",
 ]
@@ -79,6 +81,10 @@ class TrainConfig:
     lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate"})
     seed: int = field(default=0, metadata={"help": "seed for the model, task and batches"})
     table_size: int = field(default=8, metadata={"help": "symbols a, b of the lookup task"})
+    hard_weight: int = field(
+        default=1,
+        metadata={"help": "relative frequency of hard segments (filler and easy have 1 each)"},
+    )
     checkpoint_every: int = field(
         default=100, metadata={"help": "steps between checkpoints (0: never)"}
     )
@@ -98,9 +104,10 @@ def _default_cap(k: int, num_experts: int) -> int:
 class MixtureTask:
     """Sequences of filler runs, easy lookups and hard lookups, with per-position kinds."""
 
-    def __init__(self, table_size: int = 8, seed: int = 0):
+    def __init__(self, table_size: int = 8, seed: int = 0, hard_weight: int = 1):
         if table_size < 2:
             raise ValueError(f"table_size must be >= 2, got {table_size}")
+        self.hard_weight = check_int_in_range("hard_weight", hard_weight, 1)
         gen = torch.Generator().manual_seed(seed)
         self.table_size = table_size
         self.fill, self.easy, self.hard = table_size, table_size + 1, table_size + 2
@@ -110,28 +117,37 @@ class MixtureTask:
 
     def sample(self, batch: int, length: int, gen: torch.Generator):
         """``(tokens [B, T], kinds [B, T])``; kinds[t] describes the answer predicted at t."""
-        tokens = torch.empty(batch, length, dtype=torch.long)
-        kinds = torch.full((batch, length), -1, dtype=torch.long)
+        # Every segment has at least 2 tokens, so length // 2 + 1 segments fill a row. The draws
+        # are made for all of them at once: one draw per segment in a Python loop cost a third
+        # of a training step of the repro's model.
+        segments = length // 2 + 1
+        # Draws 2, 3, ... all mean "hard", so hard_weight=1 is the uniform mixture.
+        choices = torch.randint(0, 2 + self.hard_weight, (batch, segments), generator=gen)
+        choices = choices.clamp(max=2).tolist()
+        symbols = torch.randint(0, self.table_size, (batch, segments, 2), generator=gen).tolist()
+        runs = torch.randint(2, 6, (batch, segments), generator=gen).tolist()
+        perm, table = self.perm.tolist(), self.table.tolist()
+        rows, row_kinds = [], []
         for b in range(batch):
-            t = 0
-            while t < length:
-                choice = int(torch.randint(0, 3, (1,), generator=gen))
-                a, c = (int(x) for x in torch.randint(0, self.table_size, (2,), generator=gen))
+            row, kind = [], []
+            for choice, (a, c), run in zip(choices[b], symbols[b], runs[b], strict=True):
+                if len(row) >= length:
+                    break
                 if choice == 0:
-                    run = int(torch.randint(2, 6, (1,), generator=gen))
                     # The run's last filler predicts the next segment's random first token: not
                     # an easy answer, so it is left unlabelled like every segment boundary.
-                    segment, answer_kind = [self.fill] * run, [0] * (run - 1) + [-1]
+                    row += [self.fill] * run
+                    kind += [0] * (run - 1) + [-1]
                 elif choice == 1:
-                    segment = [self.easy, a, int(self.perm[a])]
-                    answer_kind = [-1, 1, -1]
+                    row += [self.easy, a, perm[a]]
+                    kind += [-1, 1, -1]
                 else:
-                    segment = [self.hard, a, c, int(self.table[a, c])]
-                    answer_kind = [-1, -1, 2, -1]
-                take = min(len(segment), length - t)
-                tokens[b, t : t + take] = torch.tensor(segment[:take])
-                kinds[b, t : t + take] = torch.tensor(answer_kind[:take])
-                t += take
+                    row += [self.hard, a, c, table[a][c]]
+                    kind += [-1, -1, 2, -1]
+            rows.append(row[:length])
+            row_kinds.append(kind[:length])
+        tokens = torch.tensor(rows, dtype=torch.long)
+        kinds = torch.tensor(row_kinds, dtype=torch.long)
         # The last position has no next token to predict.
         kinds[:, -1] = -1
         return tokens, kinds
@@ -203,7 +219,7 @@ def train(
     """
     model_config = model_config or SmallMoEConfig()
     low, high = config.bounds(model_config.num_experts)
-    task = MixtureTask(config.table_size, seed=config.seed)
+    task = MixtureTask(config.table_size, seed=config.seed, hard_weight=config.hard_weight)
     model = build_small_moe(model_config, task.vocab_size, config.k, seed=config.seed)
     _route(model, config.routing, config.k, low, high, "offline")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
@@ -217,15 +233,7 @@ def train(
         start, losses = saved["step"], saved["losses"]
     model.train()
     for step in progress(range(start, config.steps), desc=f"train {config.routing}"):
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(config, step)
-        tokens, _ = task.sample(config.batch_size, config.seq_len, _batch_generator(config, step))
-        out = model(tokens, labels=tokens, output_router_logits=True)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(float(out.loss.detach()))
+        losses.append(_train_step(model, optimizer, task, config, step, step))
         done = step + 1
         if (
             checkpoint is not None
@@ -241,6 +249,47 @@ def train(
             )
     model.eval()
     return model, task, losses
+
+
+def _train_step(model, optimizer, task, config: TrainConfig, step: int, batch_index: int) -> float:
+    for group in optimizer.param_groups:
+        group["lr"] = _learning_rate(config, step)
+    tokens, _ = task.sample(
+        config.batch_size, config.seq_len, _batch_generator(config, batch_index)
+    )
+    out = model(tokens, labels=tokens, output_router_logits=True)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return float(out.loss.detach())
+
+
+def continue_training(model, task: MixtureTask, config: TrainConfig, *, first_batch: int):
+    """Fine-tune an already trained ``model`` for ``config.steps`` steps with ``config.routing``.
+
+    The adoption experiment: a TopK-trained model is switched to offline SeqTopK (or kept on
+    TopK, the control that gets the same extra steps) with a fresh AdamW and the cosine schedule
+    of ``config``. Batches continue the training stream from batch ``first_batch`` (pass the
+    number of steps the model was trained for), so fine-tuning sees sequences it has not seen.
+    Returns ``(model, losses)``; the model is left routed as fine-tuned.
+    """
+    check_int_in_range("first_batch", first_batch, 0)
+    if config.routing == "topk" and config.k != model.config.num_experts_per_tok:
+        raise ValueError(
+            f"config.k must be the model's num_experts_per_tok={model.config.num_experts_per_tok} "
+            f"for TopK routing (transformers' router reads it), got {config.k}"
+        )
+    low, high = config.bounds(model.config.num_experts)
+    _route(model, config.routing, config.k, low, high, "offline")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    model.train()
+    losses = [
+        _train_step(model, optimizer, task, config, step, first_batch + step)
+        for step in progress(range(config.steps), desc=f"fine-tune {config.routing}")
+    ]
+    model.eval()
+    return model, losses
 
 
 @torch.no_grad()
