@@ -7,10 +7,15 @@ difficulty in one sequence, which is where a per-sequence budget can move expert
 - ``FILL`` runs: the next token after a filler is another filler (trivial);
 - ``EASY a`` pairs: the answer after ``EASY a`` is ``perm[a]`` (a fixed permutation);
 - ``HARD a b`` triples: the answer after ``HARD a b`` is ``table[a, b]`` (a random table to
-  memorise).
+  memorise; ``hard_weight`` makes these segments more frequent).
+
+The easy answers need no expert (embeddings and the output layer map ``a`` to ``perm[a]``), the
+hard ones a non-linear memory that small experts run short of: with a large enough table, more
+experts per token help them, the premise a sequence-level budget needs to pay off.
 
 Accuracy is measured on the answer positions of each kind, and the experts each position gets
-are counted per kind, layer by layer.
+are counted per kind (last MoE layer). ``continue_training`` fine-tunes a trained model with
+another routing (the adoption experiment of ``seqtopk.repro``).
 """
 
 from __future__ import annotations
