@@ -123,8 +123,10 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
         hard_weight=HARD_WEIGHT,
         checkpoint_every=0,
     )
-    # (routing, K) -> per-seed metrics; SeqTopK has "offline" and "online" evaluations.
+    # (routing, K, evaluation) -> per-seed metrics; TopK is evaluated as trained ("topk"),
+    # SeqTopK both "offline" and "online".
     results: dict[tuple[str, int, str], list[dict[str, float]]] = {}
+    # The TopK models at K=2 of each seed, kept for the adoption experiment.
     topk_models = {}
     started, cpu_started = time.perf_counter(), time.process_time()
 
