@@ -83,6 +83,17 @@ class _CacheLength:
         """No beams here; the hooks wrap this method to follow reordering."""
 
 
+def _decode_step(layer, cache: _CacheLength, token: torch.Tensor):
+    """One decode step of ``layer`` on ``token`` that grows ``cache`` by one position."""
+
+    def step():
+        with torch.no_grad():
+            layer(inputs_embeds=token, past_key_values=cache)
+        cache.length += 1
+
+    return step
+
+
 def _layer_comparisons(
     label: str,
     hidden: int,
@@ -146,14 +157,9 @@ def _layer_comparisons(
             layer(inputs_embeds=x, past_key_values=cache)
         cache.length = tokens
 
-        def decode_online(layer=layer, cache=cache):
-            with torch.no_grad():
-                layer(inputs_embeds=token, past_key_values=cache)
-            cache.length += 1
-
         results.append(
             compare(
-                decode_online,
+                _decode_step(layer, cache, token),
                 forward(topk, token),
                 name=f"decode one token, cache {tokens}+ positions, B={batch}, {shape}, {bounds}",
                 label_a=f"online SeqTopK {bounds}",
@@ -174,14 +180,9 @@ def _layer_comparisons(
         cache = _CacheLength()
         cache.length = long_cache
 
-        def decode_long(layer=long_online, cache=cache):
-            with torch.no_grad():
-                layer(inputs_embeds=token, past_key_values=cache)
-            cache.length += 1
-
         results.append(
             compare(
-                decode_long,
+                _decode_step(long_online, cache, token),
                 forward(topk, token),
                 name=f"decode one token, cache {long_cache}+ positions, B={batch}, {shape}, "
                 "L=1 U=K+2",
