@@ -1,11 +1,22 @@
+import json
+
 import pytest
 import torch
 from csrv2 import SparseIndex
+from csrv2 import index as index_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernelkit.io import ArtifactError
+from kernelkit.io import ArtifactError, load_artifact, save_artifact
 from kernelkit.topk import SparseCodes, topk_codes
+
+needs_numba = pytest.mark.skipif(
+    not index_module.numba_available(), reason="numba not installed (csrv2[fast])"
+)
+# Every way the index can search; the numba kernel only where numba is installed.
+SEARCHES = [("inverted", "torch"), ("scan", "auto")] + (
+    [("inverted", "numba")] if index_module.numba_available() else []
+)
 
 
 def brute_force(docs: SparseCodes, queries: SparseCodes, top_k: int, cosine: bool = False):
@@ -21,15 +32,19 @@ def brute_force(docs: SparseCodes, queries: SparseCodes, top_k: int, cosine: boo
 
 @st.composite
 def integer_codes(draw, max_rows=30):
-    """Codes with small integer values (many exact ties) and some all-zero rows."""
+    """Codes with small integer values (many exact ties), some all-zero rows and, when drawn,
+    repeated latents within a code."""
     dim = draw(st.integers(1, 12))
     k = draw(st.integers(1, min(dim, 4)))
+    duplicates = draw(st.booleans())
     seed = draw(st.integers(0, 2**16))
     gen = torch.Generator().manual_seed(seed)
 
     def make(rows):
-        keys = torch.rand(rows, dim, generator=gen)
-        indices = torch.topk(keys, k, dim=1).indices
+        if duplicates:
+            indices = torch.randint(0, dim, (rows, k), generator=gen)
+        else:
+            indices = torch.topk(torch.rand(rows, dim, generator=gen), k, dim=1).indices
         values = torch.randint(-1, 3, (rows, k), generator=gen).float()
         values[torch.rand(rows, generator=gen) < 0.2] = 0.0
         return SparseCodes(indices, values, dim)
@@ -41,29 +56,60 @@ def integer_codes(draw, max_rows=30):
 
 
 @settings(max_examples=60)
-@given(case=integer_codes(), method=st.sampled_from(["inverted", "scan"]))
-def test_search_equals_brute_force_with_ties_and_zero_queries(case, method):
+@given(
+    case=integer_codes(),
+    search=st.sampled_from(SEARCHES),
+    value_dtype=st.sampled_from([torch.float32, torch.float16]),
+)
+def test_search_equals_brute_force_with_ties_duplicates_and_zero_queries(case, search, value_dtype):
     docs, queries, top_k = case
-    index = SparseIndex(docs.dim)
-    # Added in two batches: ids continue across add() calls.
+    method, kernel = search
+    index = SparseIndex(docs.dim, value_dtype=value_dtype)
+    # Added in two batches: ids continue across add() calls, and a later add() merges into
+    # posting lists that were already built.
     split = len(docs) // 2
     index.add(docs[:split])
+    index.posting_lengths()
     index.add(docs[split:])
-    scores, ids = index.search(queries, top_k, method=method)
+    scores, ids = index.search(queries, top_k, method=method, kernel=kernel)
     ref_scores, ref_ids = brute_force(docs, queries, top_k)
     assert torch.equal(ids, ref_ids)
     assert torch.equal(scores.double(), ref_scores)
 
 
 @settings(max_examples=20)
-@given(case=integer_codes())
-def test_cosine_search_equals_brute_force(case):
+@given(case=integer_codes(), search=st.sampled_from(SEARCHES))
+def test_cosine_search_equals_brute_force(case, search):
     docs, queries, top_k = case
     index = SparseIndex(docs.dim, similarity="cosine")
     index.add(docs)
-    scores, _ = index.search(queries, top_k)
+    scores, _ = index.search(queries, top_k, method=search[0], kernel=search[1])
     ref_scores, _ = brute_force(docs, queries, top_k, cosine=True)
     torch.testing.assert_close(scores.double(), ref_scores, rtol=1e-5, atol=1e-6)
+
+
+@needs_numba
+@settings(max_examples=15)
+@given(
+    seed=st.integers(0, 2**16),
+    k=st.integers(1, 8),
+    value_dtype=st.sampled_from([torch.float32, torch.float16]),
+    top_k=st.integers(1, 50),
+)
+def test_numba_and_torch_kernels_agree_bit_for_bit(seed, k, value_dtype, top_k):
+    """Real-valued codes (signed, so some scores are negative and zeros rank between): both
+    kernels sum the same float64 products in the same order."""
+    gen = torch.Generator().manual_seed(seed)
+    docs = topk_codes(torch.randn(400, 64, generator=gen), k)
+    queries = topk_codes(torch.randn(9, 64, generator=gen), k)
+    index = SparseIndex(64, value_dtype=value_dtype)
+    index.add(docs)
+    a = index.search(queries, top_k, kernel="numba")
+    b = index.search(queries, top_k, kernel="torch")
+    assert torch.equal(a.ids, b.ids) and torch.equal(a.scores, b.scores)
+    ref_scores, ref_ids = brute_force(index.codes(), queries, top_k)
+    assert torch.equal(a.ids, ref_ids)
+    torch.testing.assert_close(a.scores.double(), ref_scores, rtol=1e-6, atol=1e-6)
 
 
 def test_real_valued_codes_match_scan_and_rank_the_same():
@@ -80,24 +126,58 @@ def test_real_valued_codes_match_scan_and_rank_the_same():
     assert torch.equal(fast.ids, scan.ids)
 
 
-def test_all_zero_query_returns_lowest_ids():
+@pytest.mark.parametrize("kernel", ["torch", "auto"])
+def test_all_zero_query_returns_lowest_ids(kernel):
     index = SparseIndex(5)
     index.add(SparseCodes(torch.tensor([[0], [1], [2], [3]]), torch.ones(4, 1), 5))
     zero = SparseCodes(torch.tensor([[4]]), torch.zeros(1, 1), 5)
-    scores, ids = index.search(zero, 3)
+    scores, ids = index.search(zero, 3, kernel=kernel)
     assert ids.tolist() == [[0, 1, 2]] and scores.tolist() == [[0.0, 0.0, 0.0]]
 
 
-def test_save_load_round_trip(tmp_path):
+@pytest.mark.parametrize("kernel", ["torch", "auto"])
+def test_negative_scores_rank_below_untouched_documents(kernel):
+    index = SparseIndex(3)
+    index.add(
+        SparseCodes(torch.tensor([[0], [1], [0], [2]]), torch.tensor([[1.0], [1], [-1], [1]]), 3)
+    )
+    query = SparseCodes(torch.tensor([[0]]), torch.tensor([[2.0]]), 3)
+    scores, ids = index.search(query, 4, kernel=kernel)
+    assert ids.tolist() == [[0, 1, 3, 2]] and scores.tolist() == [[2.0, 0.0, 0.0, -2.0]]
+
+
+def test_auto_falls_back_to_torch_without_numba(monkeypatch):
+    gen = torch.Generator().manual_seed(3)
+    docs = topk_codes(torch.randn(200, 32, generator=gen), 2)
+    queries = topk_codes(torch.randn(5, 32, generator=gen), 2)
+    index = SparseIndex(32)
+    index.add(docs)
+    expected = index.search(queries, 5, kernel="torch")
+    monkeypatch.setattr(index_module, "_numba_module", lambda: None)
+    assert not index_module.numba_available()
+    got = index.search(queries, 5)
+    assert torch.equal(got.ids, expected.ids) and torch.equal(got.scores, expected.scores)
+    with pytest.raises(ImportError, match=r"csrv2\[fast\]"):
+        index.search(queries, 5, kernel="numba")
+
+
+@pytest.mark.parametrize("value_dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_save_load_round_trip_in_the_compact_form(tmp_path, value_dtype, similarity):
     gen = torch.Generator().manual_seed(1)
     docs = topk_codes(torch.randn(50, 32, generator=gen), 2)
-    index = SparseIndex(32, similarity="cosine")
+    index = SparseIndex(32, similarity=similarity, value_dtype=value_dtype)
     index.add(docs)
     index.save(tmp_path / "idx")
+    tensors, config = load_artifact(tmp_path / "idx")
+    assert tensors["indices"].dtype == torch.uint16 and tensors["values"].dtype == value_dtype
+    assert tensors["indices"].shape == (50, 2)
+    assert config["value_dtype"] == str(value_dtype).removeprefix("torch.")
     loaded = SparseIndex.load(tmp_path / "idx")
-    assert loaded.similarity == "cosine" and len(loaded) == 50
-    assert torch.equal(loaded.codes().indices, docs.indices)
-    assert torch.equal(loaded.codes().values, docs.values)
+    assert loaded.similarity == similarity and len(loaded) == 50
+    assert loaded.value_dtype == value_dtype and loaded.latent_dtype == torch.uint16
+    assert torch.equal(loaded.codes().indices, index.codes().indices)
+    assert torch.equal(loaded.codes().values, index.codes().values)
     queries = topk_codes(torch.randn(5, 32, generator=gen), 2)
     a, b = index.search(queries, 7), loaded.search(queries, 7)
     assert torch.equal(a.ids, b.ids) and torch.equal(a.scores, b.scores)
@@ -106,18 +186,84 @@ def test_save_load_round_trip(tmp_path):
         SparseIndex.load(tmp_path / "idx")
 
 
-def test_posting_lengths_and_memory():
+def test_load_reads_the_int64_float32_form_of_csrv2_0_1(tmp_path):
+    gen = torch.Generator().manual_seed(4)
+    docs = topk_codes(torch.randn(20, 16, generator=gen), 3)
+    save_artifact(
+        tmp_path / "old",
+        {"indices": docs.indices, "values": docs.values},
+        {"dim": 16, "similarity": "cosine", "size": 20},
+        kind=index_module.INDEX_KIND,
+    )
+    loaded = SparseIndex.load(tmp_path / "old")
+    fresh = SparseIndex(16, similarity="cosine")
+    fresh.add(docs)
+    assert torch.equal(loaded.codes().values, fresh.codes().values)
+    assert loaded.value_dtype == torch.float32
+
+
+def test_load_refuses_unknown_dtypes(tmp_path):
     index = SparseIndex(4)
-    index.add(SparseCodes(torch.tensor([[0, 1], [1, 2], [1, 3]]), torch.ones(3, 2), 4))
+    index.add(SparseCodes(torch.tensor([[0, 1]]), torch.ones(1, 2), 4))
+    index.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    save_artifact(
+        tmp_path / "bad",
+        load_artifact(tmp_path / "idx")[0],
+        {**manifest["config"], "value_dtype": "int8"},
+        kind=index_module.INDEX_KIND,
+    )
+    with pytest.raises(ArtifactError, match="unknown dtype"):
+        SparseIndex.load(tmp_path / "bad")
+
+
+def test_codes_are_the_stored_form():
+    index = SparseIndex(4)
+    index.add(
+        SparseCodes(
+            torch.tensor([[3, 1, 3], [2, 2, 0], [1, 0, 2]]),
+            torch.tensor([[1.0, 2.0, 4.0], [1.0, -1.0, 0.0], [0.5, 0.0, 0.0]]),
+            4,
+        )
+    )
+    stored = index.codes()
+    # Duplicates summed, zeros dropped, latents ascending, padded to the widest row.
+    assert stored.indices.tolist() == [[1, 3], [0, 0], [1, 0]]
+    assert stored.values.tolist() == [[2.0, 5.0], [0.0, 0.0], [0.5, 0.0]]
+
+
+def test_float16_values_are_rounded_once_and_searched_as_stored():
+    index = SparseIndex(2, value_dtype=torch.float16)
+    index.add(SparseCodes(torch.tensor([[0], [0], [1]]), torch.tensor([[0.1], [1e-9], [1.0]]), 2))
+    stored = index.codes()
+    assert stored.values[0, 0] == torch.tensor(0.1).half().float()
+    # 1e-9 rounds to 0 in float16: no posting.
+    assert index.posting_lengths().tolist() == [1, 1]
+    query = SparseCodes(torch.tensor([[0]]), torch.ones(1, 1), 2)
+    assert index.search(query, 1).scores.item() == torch.tensor(0.1).half().float().item()
+    with pytest.raises(ValueError, match="float16"):
+        index.add(SparseCodes(torch.tensor([[0]]), torch.tensor([[1e5]]), 2))
+
+
+def test_posting_lengths_and_memory():
+    codes = SparseCodes(torch.tensor([[0, 1], [1, 2], [1, 3]]), torch.ones(3, 2), 4)
+    index = SparseIndex(4)
+    index.add(codes)
     assert index.posting_lengths().tolist() == [1, 3, 1, 1]
-    # 6 postings x (8-byte id + 4-byte value) + 5 int64 offsets.
-    assert index.memory_bytes() == 6 * 12 + 5 * 8
+    # 6 postings x (4-byte id + 4-byte value) + 5 int64 offsets.
+    assert index.memory_bytes() == 6 * 8 + 5 * 8
+    assert index.bytes_per_vector() == (6 * 8 + 5 * 8) / 3
+    half = SparseIndex(4, value_dtype=torch.float16)
+    half.add(codes)
+    assert half.memory_bytes() == 6 * 6 + 5 * 8
 
 
 def test_bad_inputs():
     index = SparseIndex(8)
     with pytest.raises(ValueError, match="empty index"):
         index.search(SparseCodes(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1), 8))
+    with pytest.raises(ValueError, match="empty"):
+        index.bytes_per_vector()
     with pytest.raises(ValueError, match="dim=8"):
         index.add(SparseCodes(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1), 9))
     with pytest.raises(TypeError, match="SparseCodes"):
@@ -126,12 +272,23 @@ def test_bad_inputs():
     query = SparseCodes(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1), 8)
     with pytest.raises(ValueError, match="top_k must be >= 1 and <= 2"):
         index.search(query, 3)
+    with pytest.raises(ValueError, match="kernel must be"):
+        index.search(query, 1, kernel="cuda")
+    with pytest.raises(ValueError, match="method must be"):
+        index.search(query, 1, method="brute")
     with pytest.raises(ValueError, match="finite"):
         index.add(
             SparseCodes(torch.zeros(1, 1, dtype=torch.long), torch.full((1, 1), float("nan")), 8)
         )
     with pytest.raises(ValueError, match="similarity"):
         SparseIndex(8, similarity="l2")
+    with pytest.raises(ValueError, match="value_dtype"):
+        SparseIndex(8, value_dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="latent_dtype"):
+        SparseIndex(8, latent_dtype=torch.int64)
+    with pytest.raises(ValueError, match="dim <= 65536"):
+        SparseIndex(2**16 + 1, latent_dtype=torch.uint16)
+    assert SparseIndex(2**16 + 1).latent_dtype == torch.int32
 
 
 @pytest.mark.gpu

@@ -1,44 +1,69 @@
 """An inverted index over sparse-code latents, with exact top-k search.
 
 For every latent the index keeps a posting list: the ids of the stored codes in which it is
-non-zero, and their values. A query ``q`` with entries ``(j, v)`` scores document ``n`` as
-``sum_j v * value(n, j)``, the inner product of the decoded (dense) codes, touching only the
-documents that share a latent with the query: about ``N k^2 sum_j p_j^2`` pairs for usage
-frequencies ``p`` instead of ``N`` dense dot products.
+non-zero (int32) and their values (float32 or float16, chosen when the index is made), in id
+order; that is all it stores, ``4 + 4`` or ``4 + 2`` bytes per non-zero plus one int64 offset per
+latent. A query ``q`` with entries ``(j, v)`` scores document ``n`` as ``sum_j v * value(n, j)``,
+the inner product of the decoded (dense) codes, touching only the documents that share a latent
+with the query: about ``N k^2 sum_j p_j^2`` postings for usage frequencies ``p``
+(:func:`csrv2.metrics.expected_postings_per_query`) instead of ``N`` dense dot products.
 
 Results are ranked by score descending, ties by the lower document id, exactly as brute-force
-scoring of the dense codes followed by a stable sort, including documents that share no latent
-with the query (score 0) and all-zero queries. Scores are sums of the same products as the dense
-dot product, added in a different order; when those sums are exact (e.g. dyadic values) the two
-agree bit for bit, otherwise to rounding.
+scoring of the stored codes (:meth:`SparseIndex.codes`) followed by a stable sort, including
+documents that share no latent with the query (score 0) and all-zero queries. Scores are
+float64 sums of the products (query entries in ascending latent order), returned as float32;
+when the values are exact in float64 sums (e.g. small integers) they equal the dense dot
+product bit for bit, otherwise to rounding.
 
-``method="scan"`` scores every document with :meth:`kernelkit.topk.SparseCodes.dot` (a Triton
-kernel on CUDA, a vectorised gather elsewhere) in chunks: the right choice on a GPU, where the
-scan is one big parallel pass, and the reference the inverted lists are tested against.
+Two kernels compute the same scores in the same order, so they rank identically:
+
+- ``"numba"`` (``pip install csrv2[fast]``): one query at a time into a per-document
+  accumulator, the best ``top_k`` kept in a heap, untouched documents merged in at score 0;
+  work proportional to the postings touched, nothing sorted.
+- ``"torch"`` (always there): a block of queries at once, the touched postings sorted by
+  (query, document) and summed; several times slower, no dependency beyond torch.
+
+``kernel="auto"`` takes numba when it imports. ``method="scan"`` scores every document with
+:meth:`kernelkit.topk.SparseCodes.dot` (a Triton kernel on CUDA, a vectorised gather elsewhere)
+in chunks: the right choice on a GPU, where the scan is one big parallel pass.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from kernelkit.io import ArtifactError, load_artifact, save_artifact
 from kernelkit.topk import SparseCodes, topk_codes
 from kernelkit.validation import check_int_in_range
 
-__all__ = ["INDEX_KIND", "SearchResult", "SparseIndex"]
+__all__ = ["INDEX_KIND", "SearchResult", "SparseIndex", "numba_available"]
 
 INDEX_KIND = "csrv2.SparseIndex"
 Similarity = Literal["dot", "cosine"]
 SearchMethod = Literal["inverted", "scan"]
+Kernel = Literal["auto", "numba", "torch"]
 
-# Queries scored together by the inverted path, and codes per chunk of the scan path; both bound
-# the temporaries to a few tens of MiB.
+# Queries scored together by the torch kernel, codes per chunk of the scan path, and code rows
+# per chunk when normalising: each bounds the temporaries to a few tens of MiB.
 _QUERY_BLOCK = 256
 _SCAN_CHUNK = 1 << 16
+_NORM_CHUNK = 1 << 16
+# Document ids are stored as int32.
+MAX_DOCUMENTS = 2**31 - 1
+
+_VALUE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+_LATENT_DTYPES = {"uint16": torch.uint16, "int32": torch.int32}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 class SearchResult(tuple):
@@ -58,6 +83,20 @@ class SearchResult(tuple):
         return self[1]
 
 
+@functools.cache
+def _numba_module():
+    try:
+        from csrv2 import _numba_search
+    except ImportError:
+        return None
+    return _numba_search
+
+
+def numba_available() -> bool:
+    """Whether the numba kernel of the inverted search can run (``pip install csrv2[fast]``)."""
+    return _numba_module() is not None
+
+
 def _check_codes(name: str, codes: object, dim: int | None) -> SparseCodes:
     if not isinstance(codes, SparseCodes):
         raise TypeError(f"{name} must be kernelkit SparseCodes, got {type(codes).__name__}")
@@ -71,9 +110,33 @@ def _check_codes(name: str, codes: object, dim: int | None) -> SparseCodes:
 
 
 def _l2_normalised(codes: SparseCodes) -> SparseCodes:
-    # The norm of the dense code: duplicate indices add up before squaring.
-    norms = codes.to_dense().norm(dim=-1, keepdim=True)
-    return codes.with_values(torch.where(norms > 0, codes.values / norms.clamp_min(1e-30), 0.0))
+    """Codes divided by the norm of their dense form (duplicate indices add up before squaring),
+    computed without densifying: ``||x||^2 = sum_t v_t * sum_{u: i_u = i_t} v_u``."""
+    norms = []
+    for start in range(0, len(codes), _NORM_CHUNK):
+        part = codes[start : start + _NORM_CHUNK]
+        same = part.indices.unsqueeze(2) == part.indices.unsqueeze(1)
+        merged = (same * part.values.unsqueeze(1)).sum(dim=2)
+        norms.append((part.values * merged).sum(dim=1, keepdim=True).clamp_min(0).sqrt())
+    norm = torch.cat(norms) if norms else codes.values.new_zeros(0, 1)
+    return codes.with_values(torch.where(norm > 0, codes.values / norm.clamp_min(1e-30), 0.0))
+
+
+def _merged_rows(
+    codes: SparseCodes, row_offset: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(rows, latents, values)`` of every non-zero entry, one per (row, latent): duplicates summed
+    in float32 in entry order (as ``to_dense`` does), sorted by row then latent."""
+    n, k = codes.indices.shape
+    key = (torch.arange(n).repeat_interleave(k) * codes.dim) + codes.indices.reshape(-1)
+    key, order = torch.sort(key, stable=True)
+    unique_key, inverse = torch.unique_consecutive(key, return_inverse=True)
+    summed = torch.zeros(len(unique_key), dtype=torch.float32).index_add_(
+        0, inverse, codes.values.reshape(-1)[order].float()
+    )
+    keep = summed != 0
+    unique_key, summed = unique_key[keep], summed[keep]
+    return unique_key // codes.dim + row_offset, unique_key % codes.dim, summed
 
 
 class SparseIndex:
@@ -83,20 +146,47 @@ class SparseIndex:
         dim: number of latents (the head's ``hidden``).
         similarity: ``"dot"`` (inner product of the codes) or ``"cosine"`` (codes L2-normalised
             when added and searched).
+        value_dtype: ``torch.float32`` (default, exact) or ``torch.float16`` (half the value
+            bytes; values are rounded once when stored and searched as stored).
+        latent_dtype: dtype of the latent ids in the saved form: ``torch.uint16`` (default when
+            ``dim <= 65536``) or ``torch.int32``.
     """
 
-    def __init__(self, dim: int, similarity: Similarity = "dot") -> None:
+    def __init__(
+        self,
+        dim: int,
+        similarity: Similarity = "dot",
+        *,
+        value_dtype: torch.dtype = torch.float32,
+        latent_dtype: torch.dtype | None = None,
+    ) -> None:
         self.dim = check_int_in_range("dim", dim, 1)
         if similarity not in ("dot", "cosine"):
             raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
+        if value_dtype not in _VALUE_DTYPES.values():
+            raise ValueError(
+                f"value_dtype must be torch.float32 or torch.float16, got {value_dtype}"
+            )
+        if latent_dtype is None:
+            latent_dtype = torch.uint16 if dim <= 2**16 else torch.int32
+        if latent_dtype not in _LATENT_DTYPES.values():
+            raise ValueError(
+                f"latent_dtype must be torch.uint16 or torch.int32, got {latent_dtype}"
+            )
+        if latent_dtype == torch.uint16 and dim > 2**16:
+            raise ValueError(f"latent_dtype=torch.uint16 holds dim <= 65536, got dim={dim}")
         self.similarity: Similarity = similarity
-        self._pending: list[SparseCodes] = []
+        self.value_dtype = value_dtype
+        self.latent_dtype = latent_dtype
         self._size = 0
-        # Compressed posting lists: latent j owns positions indptr[j]:indptr[j+1].
-        self._indptr = torch.zeros(dim + 1, dtype=torch.int64)
-        self._doc_ids = torch.zeros(0, dtype=torch.int64)
-        self._values = torch.zeros(0, dtype=torch.float32)
-        self._codes: SparseCodes | None = None
+        # Entries added since the last build: (latents, docs, values) of each add() call.
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # Posting lists: latent j owns positions offsets[j]:offsets[j+1], in document order.
+        self._offsets = torch.zeros(dim + 1, dtype=torch.int64)
+        self._doc_ids = torch.zeros(0, dtype=torch.int32)
+        self._values = torch.zeros(0, dtype=value_dtype)
+        self._device_codes: tuple[torch.device, SparseCodes] | None = None
+        self._scratch = threading.local()
 
     def __len__(self) -> int:
         return self._size
@@ -104,76 +194,122 @@ class SparseIndex:
     # -- building ------------------------------------------------------------------------------
 
     def add(self, codes: SparseCodes) -> torch.Tensor:
-        """Append codes ``[N, k]``; returns their ids (consecutive, starting at ``len(self)``)."""
+        """Append codes ``[N, k]``; returns their ids (consecutive, starting at ``len(self)``).
+
+        Raises ``ValueError`` for a wrong ``dim``, non-finite values, values outside float16's
+        range with ``value_dtype=torch.float16``, or more than 2**31 - 1 codes in all.
+        """
         codes = _check_codes("codes", codes, self.dim)
         codes = codes.to("cpu", dtype=torch.float32)
+        if self.similarity == "cosine":
+            codes = _l2_normalised(codes)
+        return self._add_stored(codes)
+
+    def _add_stored(self, codes: SparseCodes) -> torch.Tensor:
+        if self._size + len(codes) > MAX_DOCUMENTS:
+            raise ValueError(
+                f"the index holds at most {MAX_DOCUMENTS} codes (int32 ids); it has {self._size} "
+                f"and got {len(codes)} more"
+            )
+        if self.value_dtype == torch.float16 and codes.values.numel():
+            largest = float(codes.values.abs().max())
+            if largest > torch.finfo(torch.float16).max:
+                raise ValueError(
+                    f"codes values must fit float16 (|v| <= 65504) with value_dtype=torch.float16, "
+                    f"got |v| = {largest}"
+                )
         ids = torch.arange(self._size, self._size + len(codes))
-        self._pending.append(codes)
+        docs, latents, values = _merged_rows(codes, row_offset=self._size)
+        self._pending.append((latents, docs, values))
         self._size += len(codes)
         return ids
 
     def _build(self) -> None:
         if not self._pending:
             return
-        stored = [self._codes] if self._codes is not None else []
-        all_codes = SparseCodes.cat(stored + self._pending)
+        latents = [torch.arange(self.dim).repeat_interleave(self._lengths())]
+        docs, values = [self._doc_ids.long()], [self._values.float()]
+        for pending_latents, pending_docs, pending_values in self._pending:
+            latents.append(pending_latents)
+            docs.append(pending_docs)
+            values.append(pending_values)
         self._pending = []
-        self._codes = all_codes
-        if self.similarity == "cosine":
-            all_codes = _l2_normalised(all_codes)
-        n, k = all_codes.indices.shape
-        latents = all_codes.indices.reshape(-1)
-        docs = torch.arange(n).repeat_interleave(k)
-        values = all_codes.values.reshape(-1)
-        keep = values != 0
-        latents, docs, values = latents[keep], docs[keep], values[keep]
-        # Sorting by (latent, doc) groups each posting list and keeps it in doc order; a doc
-        # repeating a latent is summed into one posting.
-        key = latents * n + docs
-        key, order = torch.sort(key)
-        unique_key, inverse = torch.unique_consecutive(key, return_inverse=True)
-        summed = torch.zeros(len(unique_key), dtype=torch.float32).index_add_(
-            0, inverse, values[order]
-        )
-        nonzero = summed != 0
-        unique_key, summed = unique_key[nonzero], summed[nonzero]
-        post_latents = unique_key // n
-        self._doc_ids = unique_key % n
-        self._values = summed
-        counts = torch.bincount(post_latents, minlength=self.dim)
-        self._indptr = torch.zeros(self.dim + 1, dtype=torch.int64)
-        self._indptr[1:] = torch.cumsum(counts, 0)
+        self._device_codes = None
+        latent, doc = torch.cat(latents), torch.cat(docs)
+        # (latent, doc) pairs are unique: each add() merged its own duplicates and ids are new.
+        order = torch.argsort(latent * self._size + doc)
+        stored = torch.cat(values)[order].to(self.value_dtype)
+        # A value that rounds to 0 in float16 is no posting.
+        keep = stored != 0
+        self._doc_ids = doc[order][keep].to(torch.int32)
+        self._values = stored[keep]
+        counts = torch.bincount(latent[order][keep], minlength=self.dim)
+        self._offsets = torch.zeros(self.dim + 1, dtype=torch.int64)
+        self._offsets[1:] = torch.cumsum(counts, 0)
+
+    def _lengths(self) -> torch.Tensor:
+        return self._offsets[1:] - self._offsets[:-1]
 
     def posting_lengths(self) -> torch.Tensor:
         """``[dim]`` number of stored codes in which each latent is non-zero."""
         self._build()
-        return self._indptr[1:] - self._indptr[:-1]
+        return self._lengths()
+
+    def _forward(self, latent_dtype: torch.dtype, value_dtype: torch.dtype):
+        """The stored codes as fixed-width rows ``[N, k_max]`` (padding: latent 0, value 0)."""
+        self._build()
+        docs = self._doc_ids.long()
+        latents = torch.arange(self.dim).repeat_interleave(self.posting_lengths())
+        # Postings are latent-major, so a stable sort by document keeps each row's latents ascending.
+        docs, order = torch.sort(docs, stable=True)
+        counts = torch.bincount(docs, minlength=self._size)
+        width = max(1, int(counts.max())) if self._size else 1
+        column = torch.arange(len(docs)) - (torch.cumsum(counts, 0) - counts)[docs]
+        indices = torch.zeros(self._size, width, dtype=torch.int64)
+        values = torch.zeros(self._size, width, dtype=value_dtype)
+        indices[docs, column] = latents[order]
+        values[docs, column] = self._values[order].to(value_dtype)
+        return indices.to(latent_dtype), values
 
     def codes(self) -> SparseCodes:
-        """Every stored code, in id order (as added, not normalised)."""
-        self._build()
-        if self._codes is None:
+        """Every stored code in id order, as searched: one entry per non-zero latent (duplicates
+        summed, zeros dropped, L2-normalised for ``"cosine"``, rounded to ``value_dtype``), latents
+        ascending, rows padded with (latent 0, value 0) entries to the widest row."""
+        if self._size == 0:
             raise ValueError("the index is empty; add codes first")
-        return self._codes
+        indices, values = self._forward(torch.int64, torch.float32)
+        return SparseCodes(indices, values, self.dim)
 
     def memory_bytes(self) -> int:
-        """Bytes held by the posting lists (int64 ids, fp32 values) and their offsets."""
+        """Bytes held by the posting lists (int32 id + ``value_dtype`` value each) and the
+        ``dim + 1`` int64 offsets."""
         self._build()
-        return (
-            self._doc_ids.numel() * self._doc_ids.element_size()
-            + self._values.numel() * self._values.element_size()
-            + self._indptr.numel() * self._indptr.element_size()
+        return sum(
+            t.numel() * t.element_size() for t in (self._doc_ids, self._values, self._offsets)
         )
+
+    def bytes_per_vector(self) -> float:
+        """:meth:`memory_bytes` per stored code."""
+        if self._size == 0:
+            raise ValueError("the index is empty; add codes first")
+        return self.memory_bytes() / self._size
 
     # -- searching -----------------------------------------------------------------------------
 
     def search(
-        self, queries: SparseCodes, top_k: int = 10, *, method: SearchMethod = "inverted"
+        self,
+        queries: SparseCodes,
+        top_k: int = 10,
+        *,
+        method: SearchMethod = "inverted",
+        kernel: Kernel = "auto",
     ) -> SearchResult:
         """The ``top_k`` best stored codes for each query: ``(scores, ids)``, each ``[Q, top_k]``.
 
-        Ranked by score descending, then id ascending. Raises ``ValueError`` when ``top_k`` is
-        outside ``[1, len(self)]`` or the queries' ``dim`` differs from the index's.
+        Ranked by score descending, then id ascending. ``kernel`` picks the inverted path's
+        implementation (``"auto"``: numba when installed, else torch). Raises ``ValueError``
+        when ``top_k`` is outside ``[1, len(self)]`` or the queries' ``dim`` differs from the
+        index's, and ``ImportError`` for ``kernel="numba"`` without numba.
         """
         queries = _check_codes("queries", queries, self.dim)
         self._build()
@@ -182,24 +318,169 @@ class SparseIndex:
         top_k = check_int_in_range("top_k", top_k, 1, self._size)
         if method not in ("inverted", "scan"):
             raise ValueError(f"method must be 'inverted' or 'scan', got {method!r}")
-        queries = queries.to("cpu", dtype=torch.float32) if method == "inverted" else queries
+        if kernel not in ("auto", "numba", "torch"):
+            raise ValueError(f"kernel must be 'auto', 'numba' or 'torch', got {kernel!r}")
+        if kernel == "numba" and not numba_available():
+            raise ImportError("kernel='numba' needs numba: pip install 'csrv2[fast]'")
+        if method == "scan":
+            return self._search_scan(queries, top_k)
+        queries = queries.to("cpu", dtype=torch.float32)
         if self.similarity == "cosine":
             queries = _l2_normalised(queries)
         if len(queries) == 0:
             empty = torch.zeros(0, top_k)
             return SearchResult(empty, empty.long())
-        search_block = self._search_inverted if method == "inverted" else self._search_scan
+        rows, latents, values = _merged_rows(queries)
+        q_ptr = torch.zeros(len(queries) + 1, dtype=torch.int64)
+        q_ptr[1:] = torch.cumsum(torch.bincount(rows, minlength=len(queries)), 0)
+        if kernel == "torch" or (kernel == "auto" and not numba_available()):
+            scores, ids = self._search_torch(q_ptr, latents, values.double(), top_k)
+        else:
+            scores, ids = self._search_numba(q_ptr, latents, values.double(), top_k)
+        return SearchResult(scores.float(), ids)
+
+    def _search_numba(
+        self, q_ptr: torch.Tensor, latents: torch.Tensor, values: torch.Tensor, top_k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        kernels = _numba_module()
+        acc = getattr(self._scratch, "acc", None)
+        if acc is None or len(acc) < self._size:
+            # All NaN between calls: the kernel resets what it touched.
+            acc = self._scratch.acc = np.full(self._size, np.nan)
+        if self.value_dtype == torch.float16:
+            stored = self._values.view(torch.int16).numpy().view(np.uint16)
+            decode = kernels.decode_float16_bits
+        else:
+            stored, decode = self._values.numpy(), kernels.decode_float32
+        n_queries = len(q_ptr) - 1
+        out_scores = np.empty((n_queries, top_k), dtype=np.float64)
+        out_ids = np.empty((n_queries, top_k), dtype=np.int64)
+        kernels.search_inverted(
+            self._offsets.numpy(),
+            self._doc_ids.numpy(),
+            stored,
+            decode,
+            q_ptr.numpy(),
+            latents.numpy(),
+            values.numpy(),
+            self._size,
+            top_k,
+            acc,
+            out_scores,
+            out_ids,
+        )
+        return torch.from_numpy(out_scores), torch.from_numpy(out_ids)
+
+    def _search_torch(
+        self, q_ptr: torch.Tensor, latents: torch.Tensor, values: torch.Tensor, top_k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = []
+        entries_per_query = q_ptr.diff()
+        for start in range(0, len(q_ptr) - 1, _QUERY_BLOCK):
+            stop = min(start + _QUERY_BLOCK, len(q_ptr) - 1)
+            a, b = int(q_ptr[start]), int(q_ptr[stop])
+            rows = torch.arange(stop - start).repeat_interleave(entries_per_query[start:stop])
+            parts.append(self._torch_block(rows, latents[a:b], values[a:b], stop - start, top_k))
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _torch_block(
+        self,
+        query_rows: torch.Tensor,
+        query_latents: torch.Tensor,
+        query_values: torch.Tensor,
+        n_queries: int,
+        top_k: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = self._offsets[query_latents]
+        lengths = self._offsets[query_latents + 1] - starts
+        # Expand each query entry into its posting list: position = start + offset.
+        total = int(lengths.sum())
+        entry = torch.arange(len(lengths)).repeat_interleave(lengths, output_size=total)
+        first = torch.cumsum(lengths, 0) - lengths
+        positions = starts[entry] + torch.arange(total) - first[entry]
+        docs = self._doc_ids[positions].long()
+        contributions = query_values[entry] * self._values[positions].double()
+        rows = query_rows[entry]
+        # One score per (query, candidate doc), candidates sorted by doc within each query; the
+        # stable sort keeps a candidate's contributions in query-entry (ascending latent) order.
+        key, order = torch.sort(rows * self._size + docs, stable=True)
+        unique_key, inverse = torch.unique_consecutive(key, return_inverse=True)
+        scores = torch.zeros(len(unique_key), dtype=torch.float64).index_add_(
+            0, inverse, contributions[order]
+        )
+        cand_rows = unique_key // self._size
+        cand_docs = unique_key % self._size
+
+        out_scores = torch.empty(n_queries, top_k, dtype=torch.float64)
+        out_ids = torch.empty(n_queries, top_k, dtype=torch.int64)
+        # A document outside the candidates scores exactly 0, so the candidates alone decide the
+        # ranking when a query has at least top_k candidates scoring above 0.
+        positive_per_row = torch.bincount(cand_rows[scores > 0], minlength=n_queries)
+        fast = positive_per_row >= top_k
+        if bool(fast.any()):
+            per_row = torch.bincount(cand_rows, minlength=n_queries)
+            width = int(per_row.max())
+            offsets = (
+                torch.arange(len(unique_key)) - (torch.cumsum(per_row, 0) - per_row)[cand_rows]
+            )
+            table = torch.full((n_queries, width), float("-inf"), dtype=torch.float64)
+            doc_table = torch.zeros(n_queries, width, dtype=torch.int64)
+            table[cand_rows, offsets] = scores
+            doc_table[cand_rows, offsets] = cand_docs
+            # Columns are in doc order, so topk's lower-position tie rule is lower-doc-id.
+            top = topk_codes(table[fast], top_k)
+            out_scores[fast] = top.values
+            out_ids[fast] = doc_table[fast].gather(1, top.indices)
+        for row in (~fast).nonzero().flatten().tolist():
+            in_row = cand_rows == row
+            out_scores[row], out_ids[row] = self._rank_with_zeros(
+                cand_docs[in_row], scores[in_row], top_k
+            )
+        return out_scores, out_ids
+
+    def _rank_with_zeros(
+        self, docs: torch.Tensor, scores: torch.Tensor, top_k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top ``top_k`` of all documents when only ``docs`` (ascending) have scores; every other
+        document scores exactly 0."""
+        nonzero = docs[scores != 0]
+        # The smallest ids that score 0: at most top_k of them sit below top_k + len(nonzero).
+        span = torch.arange(min(self._size, top_k + len(nonzero)))
+        zeros = span[~torch.isin(span, nonzero)][:top_k]
+        merged_docs = torch.cat([docs[scores != 0], zeros])
+        merged_scores = torch.cat(
+            [scores[scores != 0], torch.zeros(len(zeros), dtype=scores.dtype)]
+        )
+        # Lexicographic (score descending, id ascending): sort by id, then stably by score.
+        by_id = torch.argsort(merged_docs)
+        merged_docs, merged_scores = merged_docs[by_id], merged_scores[by_id]
+        by_score = torch.sort(merged_scores, descending=True, stable=True).indices[:top_k]
+        return merged_scores[by_score], merged_docs[by_score]
+
+    def _search_scan(self, queries: SparseCodes, top_k: int) -> SearchResult:
+        device = queries.device
+        if self._device_codes is not None and self._device_codes[0] == device:
+            stored = self._device_codes[1]
+        else:
+            stored = self.codes().to(device)
+            if device.type != "cpu":
+                # Kept on the accelerator: re-sending N codes per search would dominate the scan.
+                self._device_codes = (device, stored)
+        queries = queries.to(device, dtype=torch.float32)
+        if self.similarity == "cosine":
+            queries = _l2_normalised(queries)
+        if len(queries) == 0:
+            empty = torch.zeros(0, top_k)
+            return SearchResult(empty, empty.long())
         parts = [
-            search_block(queries[start : start + _QUERY_BLOCK], top_k)
+            self._scan_block(queries[start : start + _QUERY_BLOCK], stored, top_k)
             for start in range(0, len(queries), _QUERY_BLOCK)
         ]
         return SearchResult(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
 
-    def _search_scan(self, queries: SparseCodes, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self._codes is not None
-        stored = self._codes.to(queries.device, dtype=queries.dtype)
-        if self.similarity == "cosine":
-            stored = _l2_normalised(stored)
+    def _scan_block(
+        self, queries: SparseCodes, stored: SparseCodes, top_k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         best_scores, best_ids = [], []
         with torch.no_grad():
             for start in range(0, self._size, _SCAN_CHUNK):
@@ -213,82 +494,62 @@ class SparseIndex:
             merged = topk_codes(torch.cat(best_scores, dim=1), top_k)
         return merged.values.cpu(), merged_ids.gather(1, merged.indices).cpu()
 
-    def _search_inverted(
-        self, queries: SparseCodes, top_k: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        n_queries, k = queries.indices.shape
-        query_latents = queries.indices.reshape(-1)
-        query_values = queries.values.reshape(-1)
-        query_rows = torch.arange(n_queries).repeat_interleave(k)
-        starts = self._indptr[query_latents]
-        lengths = self._indptr[query_latents + 1] - starts
-        # Expand each (query, latent) entry into its posting list: position = start + offset.
-        total = int(lengths.sum())
-        entry = torch.arange(len(lengths)).repeat_interleave(lengths, output_size=total)
-        first = torch.cumsum(lengths, 0) - lengths
-        positions = starts[entry] + torch.arange(total) - first[entry]
-        docs = self._doc_ids[positions]
-        contributions = query_values[entry] * self._values[positions]
-        rows = query_rows[entry]
-        # One score per (query, candidate doc), candidates sorted by doc within each query.
-        key, order = torch.sort(rows * self._size + docs)
-        unique_key, inverse = torch.unique_consecutive(key, return_inverse=True)
-        scores = torch.zeros(len(unique_key)).index_add_(0, inverse, contributions[order])
-        cand_rows = unique_key // self._size
-        cand_docs = unique_key % self._size
-
-        out_scores = torch.empty(n_queries, top_k)
-        out_ids = torch.empty(n_queries, top_k, dtype=torch.int64)
-        # A document outside the candidates scores exactly 0, so the candidates alone decide the
-        # ranking when a query has at least top_k candidates scoring above 0.
-        positive_per_row = torch.bincount(cand_rows[scores > 0], minlength=n_queries)
-        fast = positive_per_row >= top_k
-        if bool(fast.any()):
-            per_row = torch.bincount(cand_rows, minlength=n_queries)
-            width = int(per_row.max())
-            offsets = (
-                torch.arange(len(unique_key)) - (torch.cumsum(per_row, 0) - per_row)[cand_rows]
-            )
-            table = torch.full((n_queries, width), float("-inf"))
-            doc_table = torch.zeros(n_queries, width, dtype=torch.int64)
-            table[cand_rows, offsets] = scores
-            doc_table[cand_rows, offsets] = cand_docs
-            # Columns are in doc order, so topk's lower-position tie rule is lower-doc-id.
-            top = topk_codes(table[fast], top_k)
-            out_scores[fast] = top.values
-            out_ids[fast] = doc_table[fast].gather(1, top.indices)
-        for row in (~fast).nonzero().flatten().tolist():
-            # Zero-score documents enter this ranking: score all of them.
-            in_row = cand_rows == row
-            dense = torch.zeros(self._size).index_put_((cand_docs[in_row],), scores[in_row])
-            top = topk_codes(dense, top_k)
-            out_scores[row] = top.values
-            out_ids[row] = top.indices
-        return out_scores, out_ids
-
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write the stored codes (safetensors + JSON manifest, atomically)."""
-        stored = self.codes()
+        """Write the stored codes in their compact form (``latent_dtype`` ids and ``value_dtype``
+        values, ``[N, k_max]``; safetensors + JSON manifest, atomically)."""
+        if self._size == 0:
+            raise ValueError("the index is empty; add codes first")
+        indices, values = self._forward(self.latent_dtype, self.value_dtype)
         return save_artifact(
             directory,
-            {"indices": stored.indices, "values": stored.values},
-            {"dim": self.dim, "similarity": self.similarity, "size": self._size},
+            {"indices": indices, "values": values},
+            {
+                "dim": self.dim,
+                "similarity": self.similarity,
+                "size": self._size,
+                "value_dtype": _dtype_name(self.value_dtype),
+                "latent_dtype": _dtype_name(self.latent_dtype),
+                # The stored codes of a cosine index are already normalised.
+                "normalised": True,
+            },
             kind=INDEX_KIND,
         )
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> SparseIndex:
-        """Load an index written by :meth:`save` (posting lists are rebuilt on first search)."""
+        """Load an index written by :meth:`save` (also the int64/float32 form of csrv2 0.1)."""
         tensors, config = load_artifact(directory, kind=INDEX_KIND)
         if {"indices", "values"} - tensors.keys():
             raise ArtifactError(f"index {str(directory)!r} lacks 'indices' or 'values'")
-        index = cls(int(config["dim"]), config["similarity"])
-        codes = SparseCodes(tensors["indices"], tensors["values"], index.dim)
+        try:
+            value_dtype = _VALUE_DTYPES[config.get("value_dtype", "float32")]
+            latent_dtype = (
+                _LATENT_DTYPES[config["latent_dtype"]] if "latent_dtype" in config else None
+            )
+        except KeyError as err:
+            raise ArtifactError(f"index {str(directory)!r} has an unknown dtype {err}") from None
+        index = cls(
+            int(config["dim"]),
+            config["similarity"],
+            value_dtype=value_dtype,
+            latent_dtype=latent_dtype,
+        )
+        if (
+            not tensors["values"].dtype.is_floating_point
+            or tensors["indices"].dtype.is_floating_point
+        ):
+            raise ArtifactError(f"index {str(directory)!r} holds tensors of the wrong dtypes")
+        codes = SparseCodes(
+            tensors["indices"].to(torch.int64), tensors["values"].to(torch.float32), index.dim
+        )
         if len(codes) != int(config["size"]):
             raise ArtifactError(
                 f"index {str(directory)!r} declares {config['size']} codes but holds {len(codes)}"
             )
-        index.add(codes)
+        if config.get("normalised", False):
+            index._add_stored(codes)
+        else:
+            index.add(codes)
         return index
