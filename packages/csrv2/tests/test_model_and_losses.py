@@ -8,6 +8,7 @@ from csrv2 import (
     SparseAutoencoder,
     annealed_k,
     auxk_loss,
+    balance_loss,
     csr_loss,
     supervised_contrastive_loss,
 )
@@ -253,6 +254,38 @@ def test_csr_loss_terms_and_errors():
         csr_loss(head, x, 3, LossConfig(), labels[:4])
     with pytest.raises(ValueError, match="temperature must be > 0"):
         LossConfig(temperature=0.0)
+
+
+def test_balance_loss_is_one_when_even_and_h_when_one_latent_takes_all():
+    even = SparseCodes(torch.arange(8).view(4, 2), torch.ones(4, 2), 8)
+    assert float(balance_loss(even)) == pytest.approx(1.0)
+    hot = SparseCodes(torch.zeros(4, 1, dtype=torch.long), torch.ones(4, 1), 8)
+    assert float(balance_loss(hot)) == pytest.approx(8.0)
+    # f = (2/4, 1/4, 1/4) on latents 0..2; P = mean value shares (0.5+0.75, 0.5, 0.25) / 2.
+    skewed = SparseCodes(torch.tensor([[0, 1], [0, 2]]), torch.tensor([[1.0, 1.0], [3.0, 1.0]]), 4)
+    expected = 4 * (0.5 * 1.25 / 2 + 0.25 * 0.5 / 2 + 0.25 * 0.25 / 2)
+    assert float(balance_loss(skewed)) == pytest.approx(expected)
+    zero = SparseCodes(torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 2), 4)
+    assert float(balance_loss(zero)) == 0.0
+
+
+def test_balance_gradient_shrinks_the_over_used_latent():
+    values = torch.ones(4, 2, requires_grad=True)
+    # Latent 0 is in every code, latents 1..4 once each.
+    codes = SparseCodes(torch.tensor([[0, 1], [0, 2], [0, 3], [0, 4]]), values, 8)
+    balance_loss(codes).backward()
+    assert bool((values.grad[:, 0] > 0).all()) and bool((values.grad[:, 1] < 0).all())
+
+
+def test_csr_loss_adds_the_balance_term_only_when_asked():
+    head = make_head()
+    x = torch.randn(6, 8)
+    off = csr_loss(head, x, 3, LossConfig(contrastive="none"), track_dead=False)
+    on = csr_loss(head, x, 3, LossConfig(contrastive="none", balance_coef=0.5), track_dead=False)
+    assert off.balance == 0.0 and on.balance == pytest.approx(float(balance_loss(on.codes).detach()))
+    assert float(on.total - off.total) == pytest.approx(0.5 * on.balance, rel=1e-5)
+    with pytest.raises(ValueError, match="balance_coef must be >= 0"):
+        LossConfig(balance_coef=-1.0)
 
 
 @pytest.mark.parametrize("tied", [True, False])

@@ -3,14 +3,17 @@ import json
 import pytest
 import torch
 from csrv2 import (
+    SparseIndex,
     TrainConfig,
     dead_latent_fraction,
     effective_latents,
+    expected_postings_per_query,
     knn_accuracy,
     latent_usage,
     mrr_at_k,
     ndcg_at_k,
     nmse,
+    posting_imbalance,
     recipe,
     train,
     usage_gini,
@@ -57,6 +60,27 @@ def test_usage_metrics_on_a_known_code_set():
     )
 
 
+def test_posting_balance_metrics_count_what_the_index_touches():
+    codes = SparseCodes(torch.tensor([[0, 1], [0, 2], [0, 3], [1, 2]]), torch.ones(4, 2), 8)
+    # f = (3/4, 2/4, 2/4, 1/4) over latents 0..3.
+    assert expected_postings_per_query(codes) == pytest.approx(4 * (9 + 4 + 4 + 1) / 16)
+    assert expected_postings_per_query(codes, 1000) == pytest.approx(1000 * 18 / 16)
+    # p = (3, 2, 2, 1) / 8 over h = 8 latents.
+    assert posting_imbalance(codes) == pytest.approx(8 * (9 + 4 + 4 + 1) / 64)
+    index = SparseIndex(8)
+    index.add(codes)
+    lengths = index.posting_lengths()
+    # Each stored code used as a query touches the posting lists of its latents.
+    touched = [int(lengths[row].sum()) for row in codes.indices]
+    assert expected_postings_per_query(codes) == pytest.approx(sum(touched) / len(touched))
+    even = SparseCodes(torch.arange(8).view(4, 2), torch.ones(4, 2), 8)
+    assert posting_imbalance(even) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="database_size"):
+        expected_postings_per_query(codes, 0)
+    with pytest.raises(ValueError, match="no non-zero"):
+        posting_imbalance(SparseCodes(torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 1), 4))
+
+
 def test_ranking_metrics():
     ranked = torch.tensor([[3, 1, 2], [0, 1, 2]])
     relevant = [{1}, {5}]
@@ -90,6 +114,12 @@ def test_training_reduces_reconstruction_and_csrv2_separates_classes():
     with torch.no_grad():
         codes = result.model.encode(x)
     assert knn_accuracy(codes[:160], y[:160], codes[160:], y[160:]) > 0.8
+    # The trainer reports how the final codes use the latents.
+    assert result.usage["posting_imbalance"] == pytest.approx(posting_imbalance(codes))
+    assert result.usage["expected_postings_per_query"] == pytest.approx(
+        expected_postings_per_query(codes)
+    )
+    assert result.usage["dead_fraction"] == pytest.approx(dead_latent_fraction(codes))
 
 
 def test_training_resumes_exactly(tmp_path, monkeypatch):

@@ -40,7 +40,12 @@ from torch import nn
 
 from csrv2.backbone import embedding_dimension, st_head_module
 from csrv2.data import load_backbone
-from csrv2.losses import auxk_from_decoder, self_contrastive_loss, supervised_contrastive_loss
+from csrv2.losses import (
+    auxk_from_decoder,
+    balance_loss,
+    self_contrastive_loss,
+    supervised_contrastive_loss,
+)
 from csrv2.model import SparseAutoencoder, advance_silence_counter
 from csrv2.schedule import annealed_k
 from csrv2.training import TrainConfig, check_labels, train
@@ -109,8 +114,8 @@ class FinetuneConfig:
 class CSRv2Loss(nn.Module):
     """The CSR / CSRv2 loss over a ``SparseEncoder`` whose last module is the sparse head.
 
-    ``L = MSE(x, x_hat_k) + w_4k MSE(x, x_hat_4k) + auxk_coef L_aux + cl_coef L_cl`` at the
-    current ``k``, where ``x`` is the backbone's embedding. Once :meth:`follow` has attached a
+    ``L = MSE(x, x_hat_k) + w_4k MSE(x, x_hat_4k) + auxk_coef L_aux + cl_coef L_cl`` (plus
+    ``balance_coef L_balance`` when that is set) at the current ``k``, where ``x`` is the backbone's embedding. Once :meth:`follow` has attached a
     trainer, ``k`` is read from the trainer's state at every call: :func:`csrv2.annealed_k` of its
     ``global_step`` (optimizer steps, restored on resume) and ``max_steps``, or the target k when
     annealing is off; ``k_history`` records ``(step, k)`` once per optimizer step.
@@ -188,9 +193,11 @@ class CSRv2Loss(nn.Module):
         parts["auxk"] = config.auxk_coef * auxk_from_decoder(
             head.encoder.weight, pre, (x - recon_k).detach(), dead, config.auxk
         )
+        codes = topk_codes(pre, k)
+        codes = codes.with_values(F.relu(codes.values))
+        if config.balance_coef > 0:
+            parts["balance"] = config.balance_coef * balance_loss(codes)
         if config.contrastive != "none":
-            codes = topk_codes(pre, k)
-            codes = codes.with_values(F.relu(codes.values))
             if head.training and torch.is_grad_enabled():
                 # The public code draws the contrastive view with a third top-k call.
                 advance_silence_counter(head.stats_last_nonzero, codes)

@@ -1,6 +1,7 @@
 """Training losses of CSR and CSRv2.
 
 ``L = MSE(x, x_hat_k) + multi_topk_weight * MSE(x, x_hat_4k) + auxk_coef * L_aux + cl_coef * L_cl``
+``+ balance_coef * L_balance`` (the last term is ours, off by default; the papers have none)
 
 - The 4k term (OpenAI's "Multi-TopK", weight 1/8) keeps the latents ranked k+1..4k useful.
 - ``L_aux`` (AuxK) fits the detached residual ``x - x_hat_k`` from the top pre-activations of
@@ -9,6 +10,9 @@
 - ``L_cl`` is CSR's self-supervised InfoNCE on L2-normalised codes (the two "views" of a
   precomputed embedding are identical, so it acts as a uniformity term) or CSRv2's supervised
   contrastive loss (every same-label sample is a positive).
+- ``L_balance`` (:func:`balance_loss`) evens out latent usage, so that posting lists are of
+  similar length and inverted search touches fewer postings (see
+  :func:`csrv2.metrics.posting_imbalance`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "LossTerms",
     "auxk_from_decoder",
     "auxk_loss",
+    "balance_loss",
     "csr_loss",
     "self_contrastive_loss",
     "supervised_contrastive_loss",
@@ -71,9 +76,16 @@ class LossConfig:
     temperature: float = field(
         default=0.2, metadata={"help": "temperature of the contrastive term (cosine similarity)"}
     )
+    balance_coef: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of the latent-usage balance term (shorter popular posting lists, "
+            "faster inverted search); 0 = off, as in the paper"
+        },
+    )
 
     def __post_init__(self) -> None:
-        for name in ("multi_topk_weight", "auxk_coef", "cl_coef"):
+        for name in ("multi_topk_weight", "auxk_coef", "cl_coef", "balance_coef"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -102,6 +114,7 @@ class LossTerms:
     reconstruction_4k: float
     auxk: float
     contrastive: float
+    balance: float
     dead_fraction: float
     codes: SparseCodes
 
@@ -166,6 +179,35 @@ def auxk_from_decoder(
     error = (prediction - residual).pow(2).mean()
     baseline = (residual - residual.mean(dim=0, keepdim=True)).pow(2).mean()
     return torch.nan_to_num(error / baseline, nan=0.0, posinf=0.0)
+
+
+def balance_loss(codes: SparseCodes) -> torch.Tensor:
+    """``h * sum_j f_j * P_j`` over the ``h = codes.dim`` latents of a batch of codes.
+
+    ``f_j`` is the fraction of the batch's non-zero entries on latent ``j`` (a count, no
+    gradient) and ``P_j`` the batch mean of each code's value share on ``j`` (``v / sum v``
+    within the code, with gradient): the load-balancing loss of Switch Transformers with latents
+    as experts and the code's values as router weights. It is 1 when usage is even and ``h``
+    when one latent takes everything; its gradient shrinks the values, and through the shared
+    latent bias the pre-activations, of the latents the batch over-uses. Codes with no positive
+    value add nothing.
+    """
+    indices = codes.indices.reshape(-1, codes.k)
+    values = codes.values.reshape(-1, codes.k).clamp_min(0)
+    active = (values > 0).flatten()
+    total = values.sum(dim=1, keepdim=True)
+    share = torch.where(total > 0, values / total.clamp_min(1e-30), 0.0)
+    flat = indices.flatten()
+    counts = torch.zeros(codes.dim, dtype=values.dtype, device=values.device).index_add_(
+        0, flat, active.to(values.dtype)
+    )
+    if float(counts.sum()) == 0:
+        return values.sum() * 0.0
+    f = counts / counts.sum()
+    mean_share = torch.zeros(codes.dim, dtype=values.dtype, device=values.device).index_add(
+        0, flat, share.flatten()
+    ) / max(int((total > 0).sum()), 1)
+    return codes.dim * (f * mean_share).sum()
 
 
 def _normalised_dense(codes: SparseCodes) -> torch.Tensor:
@@ -266,12 +308,14 @@ def csr_loss(
             loss_cl = supervised_contrastive_loss(codes_k, labels, config.temperature)
         else:
             loss_cl = self_contrastive_loss(codes_k, config.temperature)
+    loss_balance = balance_loss(codes_k) if config.balance_coef > 0 else pre.sum() * 0.0
 
     total = (
         loss_k
         + config.multi_topk_weight * loss_4k
         + config.auxk_coef * loss_aux
         + config.cl_coef * loss_cl
+        + config.balance_coef * loss_balance
     )
     return LossTerms(
         total=total,
@@ -279,6 +323,7 @@ def csr_loss(
         reconstruction_4k=float(loss_4k.detach()),
         auxk=float(loss_aux.detach()),
         contrastive=float(loss_cl.detach()),
+        balance=float(loss_balance.detach()),
         dead_fraction=float(dead.float().mean()),
         codes=codes_k,
     )

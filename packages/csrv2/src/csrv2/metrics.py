@@ -26,12 +26,14 @@ from kernelkit.validation import (
 __all__ = [
     "dead_latent_fraction",
     "effective_latents",
+    "expected_postings_per_query",
     "knn_accuracy",
     "latent_usage",
     "logistic_accuracy",
     "mrr_at_k",
     "ndcg_at_k",
     "nmse",
+    "posting_imbalance",
     "rank_dense",
     "usage_entropy",
     "usage_gini",
@@ -88,6 +90,33 @@ def usage_gini(codes: SparseCodes) -> float:
         raise ValueError("codes have no non-zero entry, so latent usage has no Gini coefficient")
     ranks = torch.arange(1, n + 1, dtype=torch.float64)
     return float((2 * (ranks * usage).sum() / (n * total)) - (n + 1) / n)
+
+
+def expected_postings_per_query(codes: SparseCodes, database_size: int | None = None) -> float:
+    """Postings an inverted index touches per query, on average, when the database and the
+    queries are distributed like ``codes``: ``D * sum_j f_j^2``, with ``f_j`` the fraction of
+    codes in which latent ``j`` is non-zero and ``D`` the database size (default ``len(codes)``).
+
+    A query holds latent ``j`` with probability ``f_j`` and its posting list is ``D f_j`` long.
+    For codes with exactly ``k`` non-zeros this is the research note's ``N k^2 sum_j p_j^2``
+    (``p_j = f_j / k``, the latent's share of all activations): ``N k^2 / h`` when ``h`` latents
+    are used evenly, more when usage is skewed or latents are dead. It is the work of exact
+    inverted search, and so its time, up to the cost of one posting.
+    """
+    usage = latent_usage(codes).double()
+    n = codes.indices.reshape(-1, codes.k).shape[0]
+    if n == 0:
+        raise ValueError("codes must hold at least one code to estimate latent usage, got 0")
+    size = n if database_size is None else check_int_in_range("database_size", database_size, 1)
+    return float(size * ((usage / n) ** 2).sum())
+
+
+def posting_imbalance(codes: SparseCodes) -> float:
+    """``h * sum_j p_j^2`` over the ``h = codes.dim`` latents (``p``: each latent's share of the
+    activations): how many times more postings exact inverted search touches than with every
+    latent used equally (1.0 = even usage; dead and popular latents raise it)."""
+    p = _usage_distribution(codes)
+    return float(codes.dim * (p * p).sum())
 
 
 def nmse(x: torch.Tensor, reconstruction: torch.Tensor) -> float:

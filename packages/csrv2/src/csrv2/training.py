@@ -20,6 +20,12 @@ from typing import Literal
 import torch
 
 from csrv2.losses import LossConfig, csr_loss
+from csrv2.metrics import (
+    dead_latent_fraction,
+    effective_latents,
+    expected_postings_per_query,
+    posting_imbalance,
+)
 from csrv2.model import SparseAutoencoder, check_embeddings, check_labels
 from csrv2.schedule import annealed_k
 from kernelkit.io import (
@@ -30,10 +36,11 @@ from kernelkit.io import (
     save_artifact,
     training_state_tensors,
 )
+from kernelkit.topk import SparseCodes
 from kernelkit.utils import pick_device, progress, seed_everything
 from kernelkit.validation import check_int_in_range, check_ndim, check_tensor
 
-__all__ = ["RECIPES", "TrainConfig", "TrainResult", "recipe", "train"]
+__all__ = ["RECIPES", "TrainConfig", "TrainResult", "recipe", "train", "usage_report"]
 
 CHECKPOINT_KIND = "csrv2.TrainCheckpoint"
 
@@ -94,6 +101,13 @@ class TrainConfig:
     )
     cl_coef: float = field(default=0.1, metadata={"help": "weight of the contrastive term"})
     temperature: float = field(default=0.2, metadata={"help": "contrastive temperature"})
+    balance_coef: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of the latent-usage balance term (csrv2.losses.balance_loss; shorter "
+            "popular posting lists, faster inverted search); 0 = off, as in the paper"
+        },
+    )
 
     def __post_init__(self) -> None:
         check_int_in_range("k", self.k, 1)
@@ -122,6 +136,7 @@ class TrainConfig:
             contrastive=self.contrastive,
             cl_coef=self.cl_coef,
             temperature=self.temperature,
+            balance_coef=self.balance_coef,
         )
 
     def hidden_for(self, d_in: int) -> int:
@@ -170,9 +185,36 @@ def epoch_order(n: int, labels: torch.Tensor | None, generator: torch.Generator)
 
 @dataclass
 class TrainResult:
+    """The trained head, one dict of loss parts per step, the config, and ``usage``: latent usage
+    of the head's codes at the target k over the training embeddings (:func:`usage_report`)."""
+
     model: SparseAutoencoder
     history: list[dict[str, float]]
     config: TrainConfig
+    usage: dict[str, float] = field(default_factory=dict)
+
+
+def usage_report(
+    model: SparseAutoencoder, embeddings: torch.Tensor, k: int, batch_size: int = 4096
+) -> dict[str, float]:
+    """How the head's ``k``-sparse codes of ``embeddings`` use its latents: the dead fraction,
+    the effective number of latents, the posting imbalance (``h sum p^2``, 1 = even) and the
+    expected postings an inverted-index query touches in a database of these codes."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        parts = [
+            model.encode(embeddings[start : start + batch_size].to(device), k).to("cpu")
+            for start in range(0, len(embeddings), batch_size)
+        ]
+    codes = SparseCodes.cat(parts)
+    if not bool((codes.values != 0).any()):
+        return {"dead_fraction": 1.0}
+    return {
+        "dead_fraction": dead_latent_fraction(codes),
+        "effective_latents": effective_latents(codes),
+        "posting_imbalance": posting_imbalance(codes),
+        "expected_postings_per_query": expected_postings_per_query(codes),
+    }
 
 
 def _save_checkpoint(
@@ -285,6 +327,7 @@ def train(
                 "reconstruction_k": terms.reconstruction_k,
                 "auxk": terms.auxk,
                 "contrastive": terms.contrastive,
+                "balance": terms.balance,
                 "dead_fraction": terms.dead_fraction,
             }
         )
@@ -294,4 +337,5 @@ def train(
     if directory is not None:
         _save_checkpoint(directory, model, optimizer, total_steps, history, config)
         model.save_pretrained(directory / "model")
-    return TrainResult(model=model, history=history, config=config)
+    usage = usage_report(model, embeddings, config.k)
+    return TrainResult(model=model, history=history, config=config, usage=usage)
