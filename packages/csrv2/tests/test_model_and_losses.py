@@ -282,7 +282,9 @@ def test_csr_loss_adds_the_balance_term_only_when_asked():
     x = torch.randn(6, 8)
     off = csr_loss(head, x, 3, LossConfig(contrastive="none"), track_dead=False)
     on = csr_loss(head, x, 3, LossConfig(contrastive="none", balance_coef=0.5), track_dead=False)
-    assert off.balance == 0.0 and on.balance == pytest.approx(float(balance_loss(on.codes).detach()))
+    assert off.balance == 0.0 and on.balance == pytest.approx(
+        float(balance_loss(on.codes).detach())
+    )
     assert float(on.total - off.total) == pytest.approx(0.5 * on.balance, rel=1e-5)
     with pytest.raises(ValueError, match="balance_coef must be >= 0"):
         LossConfig(balance_coef=-1.0)
