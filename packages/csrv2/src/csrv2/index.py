@@ -17,9 +17,10 @@ product bit for bit, otherwise to rounding.
 
 Two kernels compute the same scores in the same order, so they rank identically:
 
-- ``"numba"`` (``pip install csrv2[fast]``): one query at a time into a per-document
-  accumulator, the best ``top_k`` kept in a heap, untouched documents merged in at score 0;
-  work proportional to the postings touched, nothing sorted.
+- ``"numba"`` (``pip install csrv2[fast]``): one query at a time (its entries merged in the
+  kernel) into a per-document accumulator, the best ``top_k`` kept in a heap, untouched
+  documents merged in at score 0; work proportional to the postings touched, nothing sorted,
+  nothing allocated per call (float16 values decoded through a 65536-entry table).
 - ``"torch"`` (always there): a block of queries at once, the touched postings sorted by
   (query, document) and summed; several times slower, no dependency beyond torch.
 
@@ -90,6 +91,15 @@ def _numba_module():
     except ImportError:
         return None
     return _numba_search
+
+
+@functools.cache
+def _float16_table() -> np.ndarray:
+    return _numba_module().float16_table()
+
+
+# The float32 kernel takes the table argument too and never reads it.
+_NO_TABLE = np.zeros(0, dtype=np.float32)
 
 
 def numba_available() -> bool:
@@ -330,46 +340,43 @@ class SparseIndex:
         if len(queries) == 0:
             empty = torch.zeros(0, top_k)
             return SearchResult(empty, empty.long())
-        rows, latents, values = _merged_rows(queries)
-        q_ptr = torch.zeros(len(queries) + 1, dtype=torch.int64)
-        q_ptr[1:] = torch.cumsum(torch.bincount(rows, minlength=len(queries)), 0)
         if kernel == "torch" or (kernel == "auto" and not numba_available()):
+            rows, latents, values = _merged_rows(queries)
+            q_ptr = torch.zeros(len(queries) + 1, dtype=torch.int64)
+            q_ptr[1:] = torch.cumsum(torch.bincount(rows, minlength=len(queries)), 0)
             scores, ids = self._search_torch(q_ptr, latents, values.double(), top_k)
-        else:
-            scores, ids = self._search_numba(q_ptr, latents, values.double(), top_k)
-        return SearchResult(scores.float(), ids)
+            return SearchResult(scores.float(), ids)
+        return self._search_numba(queries, top_k)
 
-    def _search_numba(
-        self, q_ptr: torch.Tensor, latents: torch.Tensor, values: torch.Tensor, top_k: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _search_numba(self, queries: SparseCodes, top_k: int) -> SearchResult:
         kernels = _numba_module()
-        acc = getattr(self._scratch, "acc", None)
-        if acc is None or len(acc) < self._size:
+        scratch = self._scratch
+        if getattr(scratch, "size", None) != self._size:
             # All NaN between calls: the kernel resets what it touched.
-            acc = self._scratch.acc = np.full(self._size, np.nan)
+            scratch.acc = np.full(self._size, np.nan)
+            scratch.touched = np.empty(self._size, dtype=np.int32)
+            scratch.size = self._size
         if self.value_dtype == torch.float16:
             stored = self._values.view(torch.int16).numpy().view(np.uint16)
-            decode = kernels.decode_float16_bits
+            table = _float16_table()
         else:
-            stored, decode = self._values.numpy(), kernels.decode_float32
-        n_queries = len(q_ptr) - 1
-        out_scores = np.empty((n_queries, top_k), dtype=np.float64)
-        out_ids = np.empty((n_queries, top_k), dtype=np.int64)
+            stored, table = self._values.numpy(), _NO_TABLE
+        out_scores = np.empty((len(queries), top_k), dtype=np.float32)
+        out_ids = np.empty((len(queries), top_k), dtype=np.int64)
         kernels.search_inverted(
             self._offsets.numpy(),
             self._doc_ids.numpy(),
             stored,
-            decode,
-            q_ptr.numpy(),
-            latents.numpy(),
-            values.numpy(),
-            self._size,
+            table,
+            queries.indices.contiguous().numpy(),
+            queries.values.contiguous().numpy(),
             top_k,
-            acc,
+            scratch.acc,
+            scratch.touched,
             out_scores,
             out_ids,
         )
-        return torch.from_numpy(out_scores), torch.from_numpy(out_ids)
+        return SearchResult(torch.from_numpy(out_scores), torch.from_numpy(out_ids))
 
     def _search_torch(
         self, q_ptr: torch.Tensor, latents: torch.Tensor, values: torch.Tensor, top_k: int
