@@ -107,6 +107,13 @@ def numba_available() -> bool:
     return _numba_module() is not None
 
 
+def _all_finite(values: torch.Tensor) -> bool:
+    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+        # numpy's check costs a microsecond on a single query, torch's tens.
+        return bool(np.isfinite(values.detach().numpy()).all())
+    return bool(torch.isfinite(values).all())
+
+
 def _check_codes(name: str, codes: object, dim: int | None) -> SparseCodes:
     if not isinstance(codes, SparseCodes):
         raise TypeError(f"{name} must be kernelkit SparseCodes, got {type(codes).__name__}")
@@ -114,7 +121,7 @@ def _check_codes(name: str, codes: object, dim: int | None) -> SparseCodes:
         raise ValueError(f"{name} must be a batch [N, k], got shape {tuple(codes.indices.shape)}")
     if dim is not None and codes.dim != dim:
         raise ValueError(f"{name} must have dim={dim} (the index's latents), got dim={codes.dim}")
-    if codes.values.numel() and not bool(torch.isfinite(codes.values).all()):
+    if codes.values.numel() and not _all_finite(codes.values):
         raise ValueError(f"{name} values must be finite")
     return codes
 
@@ -196,6 +203,7 @@ class SparseIndex:
         self._doc_ids = torch.zeros(0, dtype=torch.int32)
         self._values = torch.zeros(0, dtype=value_dtype)
         self._device_codes: tuple[torch.device, SparseCodes] | None = None
+        self._kernel_arrays: tuple[np.ndarray, ...] | None = None
         self._scratch = threading.local()
 
     def __len__(self) -> int:
@@ -245,6 +253,7 @@ class SparseIndex:
             values.append(pending_values)
         self._pending = []
         self._device_codes = None
+        self._kernel_arrays = None
         latent, doc = torch.cat(latents), torch.cat(docs)
         # (latent, doc) pairs are unique: each add() merged its own duplicates and ids are new.
         order = torch.argsort(latent * self._size + doc)
@@ -334,7 +343,8 @@ class SparseIndex:
             raise ImportError("kernel='numba' needs numba: pip install 'csrv2[fast]'")
         if method == "scan":
             return self._search_scan(queries, top_k)
-        queries = queries.to("cpu", dtype=torch.float32)
+        if queries.device.type != "cpu" or queries.values.dtype != torch.float32:
+            queries = queries.to("cpu", dtype=torch.float32)
         if self.similarity == "cosine":
             queries = _l2_normalised(queries)
         if len(queries) == 0:
@@ -349,25 +359,24 @@ class SparseIndex:
         return self._search_numba(queries, top_k)
 
     def _search_numba(self, queries: SparseCodes, top_k: int) -> SearchResult:
-        kernels = _numba_module()
         scratch = self._scratch
         if getattr(scratch, "size", None) != self._size:
             # All NaN between calls: the kernel resets what it touched.
             scratch.acc = np.full(self._size, np.nan)
             scratch.touched = np.empty(self._size, dtype=np.int32)
             scratch.size = self._size
-        if self.value_dtype == torch.float16:
-            stored = self._values.view(torch.int16).numpy().view(np.uint16)
-            table = _float16_table()
-        else:
-            stored, table = self._values.numpy(), _NO_TABLE
+        if self._kernel_arrays is None:
+            # numpy views made once per build: at batch 1 they cost more than the kernel.
+            if self.value_dtype == torch.float16:
+                stored = self._values.view(torch.int16).numpy().view(np.uint16)
+                table = _float16_table()
+            else:
+                stored, table = self._values.numpy(), _NO_TABLE
+            self._kernel_arrays = (self._offsets.numpy(), self._doc_ids.numpy(), stored, table)
         out_scores = np.empty((len(queries), top_k), dtype=np.float32)
         out_ids = np.empty((len(queries), top_k), dtype=np.int64)
-        kernels.search_inverted(
-            self._offsets.numpy(),
-            self._doc_ids.numpy(),
-            stored,
-            table,
+        _numba_module().search_inverted(
+            *self._kernel_arrays,
             queries.indices.contiguous().numpy(),
             queries.values.contiguous().numpy(),
             top_k,
