@@ -333,3 +333,18 @@ def test_numba_kernel_on_wide_queries_with_repeated_latents(seed, width):
     b = index.search(queries, 20, kernel="torch")
     assert torch.equal(a.ids, b.ids) and torch.equal(a.scores, b.scores)
     assert torch.equal(a.ids, brute_force(docs, queries, 20)[1])
+
+
+def test_bench_anchors_are_not_install_dependencies():
+    """`pip install csrv2` must not pull the bench's anchors (they sit in the `bench` extra)."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    core = {
+        dep.split(">")[0].split("=")[0].split("[")[0].strip() for dep in project["dependencies"]
+    }
+    anchors = {"scipy", "sparse-dot-topn", "pyseismic-lsr", "numba"}
+    assert core & anchors == set()
+    bench = {dep.split(">")[0].strip() for dep in project["optional-dependencies"]["bench"]}
+    assert anchors - {"numba"} <= bench
