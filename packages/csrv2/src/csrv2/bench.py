@@ -31,7 +31,9 @@ import contextlib
 import importlib.util
 import math
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable
 
 import numpy as np
@@ -169,17 +171,29 @@ def _sdtn_search(inverted, queries: SparseCodes) -> Callable[[int], object]:
 
 
 @contextlib.contextmanager
-def _quiet_stdout():
-    """Seismic's Rust core prints its build log straight to file descriptor 1."""
+def _captured_stdout():
+    """Seismic's Rust core prints (its build log, its memory report) straight to file
+    descriptor 1; this yields a file that receives it instead."""
     sys.stdout.flush()
     saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+    with tempfile.TemporaryFile(mode="w+") as capture:
+        try:
+            os.dup2(capture.fileno(), 1)
+            yield capture
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _seismic_bytes(index) -> float:
+    """The index's own memory report (forward index, postings, summaries), in bytes."""
+    with _captured_stdout() as capture:
+        index.print_space_usage_byte()
+        os.fsync(1)
+        capture.seek(0)
+        report = capture.read()
+    found = re.search(r"Total:\s*(\d+)\s*Bytes", report)
+    return float(found.group(1)) if found else float("nan")
 
 
 def _seismic_index(stored: SparseCodes, n_postings: int, summary_energy: float, heap_factor: float):
@@ -195,7 +209,7 @@ def _seismic_index(stored: SparseCodes, n_postings: int, summary_energy: float, 
         values.numpy().ravel().astype(np.float32),
         np.arange(0, n * k + 1, k, dtype=np.int64),
     )
-    with _quiet_stdout():
+    with _captured_stdout():
         index = seismic.SeismicIndex.build_from_dataset(
             dataset, n_postings=n_postings, summary_energy=summary_energy, num_threads=1
         )
@@ -361,7 +375,7 @@ def _run_config(
                         f"Seismic {label} (n_postings={n_postings}, summary_energy={energy}, "
                         f"heap_factor={heap_factor})",
                         search,
-                        float("nan"),
+                        _seismic_bytes(built[0]) / n,
                         {"seismic_recall_at_10": recall},
                     )
                 )
