@@ -146,6 +146,23 @@ FUNCTIONS = [
     _codes_entry("usage_entropy", csrv2.usage_entropy),
     _codes_entry("effective_latents", csrv2.effective_latents),
     _codes_entry("usage_gini", csrv2.usage_gini),
+    _codes_entry("posting_imbalance", csrv2.posting_imbalance),
+    _codes_entry(
+        "expected_postings_per_query",
+        csrv2.expected_postings_per_query,
+        database_size=(CountArg(low=1, optional=True), 1000),
+    ),
+    _codes_entry("balance_loss", csrv2.balance_loss, LOSS_CODES),
+    PublicFunction(
+        "usage_report",
+        lambda embeddings, k, batch_size: csrv2.usage_report(head(), embeddings, k, batch_size),
+        embeddings().map(lambda x: {"embeddings": x, "k": K, "batch_size": 2}),
+        {
+            "embeddings": TensorArg(dtypes=FLOATS, ndim=2),
+            "k": CountArg(low=1, high=HIDDEN),
+            "batch_size": CountArg(low=1),
+        },
+    ),
     _codes_entry(
         "self_contrastive_loss",
         csrv2.self_contrastive_loss,
@@ -286,6 +303,7 @@ EXEMPT = {
     "TrainConfig": "configuration dataclass; validated in __post_init__",
     "TrainResult": "result dataclass of train",
     "__version__": "a string",
+    "numba_available": "takes no arguments; says whether the optional numba kernel imports",
     "finetune": "fine-tunes a sentence-transformers backbone on texts (minutes); tested in test_finetuning",
     "to_sparse_encoder": "wraps a trained head and a backbone into a sentence-transformers model",
 }

@@ -200,6 +200,11 @@ def usage_report(
     """How the head's ``k``-sparse codes of ``embeddings`` use its latents: the dead fraction,
     the effective number of latents, the posting imbalance (``h sum p^2``, 1 = even) and the
     expected postings an inverted-index query touches in a database of these codes."""
+    check_embeddings("embeddings", embeddings, model.d_in)
+    if len(embeddings) == 0:
+        raise ValueError("embeddings must hold at least one row, got shape (0, ...)")
+    k = check_int_in_range("k", k, 1, model.hidden)
+    batch_size = check_int_in_range("batch_size", batch_size, 1)
     device = next(model.parameters()).device
     with torch.no_grad():
         parts = [
