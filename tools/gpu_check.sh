@@ -18,5 +18,12 @@ test_status=${PIPESTATUS[0]}
 uv run --locked tools/bench.py --device cuda --out "$out" 2>&1 | tee "$out/bench.log"
 bench_status=${PIPESTATUS[0]}
 [ "$bench_status" -eq 0 ] || status=$bench_status
+# csrv2's GPU search rows at the paper's database size (1M codes): SparseIndex's scan path
+# (kernelkit's Triton SparseCodes.dot) against dense fp32 384-d / 4096-d and MRL-32 on the GPU,
+# k = 2, 4, 8, even and skewed usage, batch 1 and 64.
+uv run --locked tools/bench.py --only csrv2 --full --device cuda --out "$out/csrv2-full" 2>&1 \
+  | tee "$out/csrv2-full-bench.log"
+csrv2_status=${PIPESTATUS[0]}
+[ "$csrv2_status" -eq 0 ] || status=$csrv2_status
 echo "gpu_check finished with status $status; results in $out/"
 exit "$status"
