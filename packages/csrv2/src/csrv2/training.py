@@ -256,8 +256,10 @@ def train(
     check_ndim("embeddings", embeddings, 2)
     n, d_in = embeddings.shape
     check_embeddings("embeddings", embeddings, d_in)
-    if n == 0:
-        raise ValueError("embeddings must have at least one row, got 0")
+    if n == 0 or d_in == 0:
+        raise ValueError(
+            f"embeddings must have at least one row and one feature, got shape {(n, d_in)}"
+        )
     if labels is not None:
         labels = check_labels(labels, n)
     elif config.contrastive == "supervised":

@@ -56,9 +56,10 @@ def block_averages_of_inputs(x: torch.Tensor, blocks: int) -> torch.Tensor:
     NaN propagates into its block's average, as in ``torch.mean``."""
     check_floating("x", x)
     check_int_in_range("blocks", blocks, 1)
-    if x.ndim < 1 or x.shape[-1] % blocks:
+    if x.ndim < 1 or x.shape[-1] == 0 or x.shape[-1] % blocks:
         raise ValueError(
-            f"x's last dimension must be a multiple of blocks={blocks}, got shape {tuple(x.shape)}"
+            f"x's last dimension must be a positive multiple of blocks={blocks}, got shape "
+            f"{tuple(x.shape)}"
         )
     return x.reshape(*x.shape[:-1], blocks, x.shape[-1] // blocks).mean(-1)
 

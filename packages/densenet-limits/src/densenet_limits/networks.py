@@ -36,13 +36,21 @@ from kernelkit.validation import (
 
 
 def check_network_input(name: str, x: object, module: nn.Module) -> None:
-    """A floating tensor with a feature axis, in the dtype of ``module``'s parameters."""
+    """A floating tensor with a feature axis of ``module``'s input width, in the dtype of its
+    parameters."""
     check_floating(name, x)
     if x.ndim < 1:
         raise ValueError(f"{name} must have a feature axis, got a 0-d tensor")
     parameter = next(module.parameters(), None)
     if parameter is not None and x.dtype != parameter.dtype:
         raise TypeError(f"{name} must have the network's dtype {parameter.dtype}, got {x.dtype}")
+    widths = getattr(module, "widths", None)
+    expected = widths[0] if widths is not None else getattr(module, "in_features", None)
+    if expected is not None and x.shape[-1] != expected:
+        raise ValueError(
+            f"{name} must have last dimension {expected} (the input width), got shape "
+            f"{tuple(x.shape)}"
+        )
 
 
 def check_batch(model: nn.Module, inputs: object, name: str = "inputs") -> None:
@@ -229,11 +237,6 @@ class _ReLUNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network on ``x[..., d0]``; NaN propagates, as in any torch layer."""
         check_network_input("x", x, self)
-        expected = self.widths[0]
-        if x.shape[-1] != expected:
-            raise ValueError(
-                f"x must have last dimension {expected} (the input width), got shape {tuple(x.shape)}"
-            )
         for index, layer in enumerate(self.layers):
             x = layer(x)
             if index < len(self.layers) - 1:

@@ -30,7 +30,7 @@ from kernelkit.validation import (
     check_ndim,
     check_real_in_range,
 )
-from mpnn_gen.graphs import as_graph_batch, check_pyg_graph
+from mpnn_gen.graphs import as_graph_batch, check_pyg_graph, check_shared_feature_shape
 from mpnn_gen.norms import extract_layers, operator_norm
 
 __all__ = [
@@ -168,6 +168,7 @@ def _graph_list(
                 raise ValueError(
                     f"{name}[{index}].y must hold one class id, shape (1,), got {tuple(label.shape)}"
                 )
+    check_shared_feature_shape(name, graphs)
     return graphs
 
 

@@ -143,19 +143,25 @@ def _check_edge_index(name: str, edge_index, num_nodes: int) -> None:
         )
 
 
+def check_shared_feature_shape(name: str, graphs: Sequence) -> None:
+    """PyG graphs that can be batched: ``x`` on every graph or on none, of one feature shape."""
+    with_features = [g for g in graphs if getattr(g, "x", None) is not None]
+    if with_features and len(with_features) != len(graphs):
+        raise ValueError(f"{name}[i].x must be given for every graph or for none")
+    widths = {tuple(g.x.shape[1:]) for g in with_features}
+    if len(widths) > 1:
+        raise ValueError(
+            f"{name}[i].x must have the same feature shape in every graph, got {sorted(widths)}"
+        )
+
+
 def _from_pyg(graphs: Sequence, use_features: bool) -> GraphBatch:
     from torch_geometric.data import Batch
 
     for index, graph in enumerate(graphs):
         check_pyg_graph(f"graphs[{index}]", graph, use_features=use_features)
-    with_features = [g for g in graphs if use_features and getattr(g, "x", None) is not None]
-    if with_features and len(with_features) != len(graphs):
-        raise ValueError("graphs[i].x must be given for every graph or for none")
-    widths = {tuple(g.x.shape[1:]) for g in with_features}
-    if len(widths) > 1:
-        raise ValueError(
-            f"graphs[i].x must have the same feature shape in every graph, got {sorted(widths)}"
-        )
+    if use_features:
+        check_shared_feature_shape("graphs", graphs)
     merged = Batch.from_data_list(list(graphs))
     num_nodes = int(merged.num_nodes)
     labels = (

@@ -97,6 +97,8 @@ def _check_probs_and_mask(
     probs = check_tensor("probs", probs)
     check_floating("probs", probs)
     check_ndim("probs", probs, 3)
+    if probs.shape[-1] == 0:
+        raise ValueError(f"probs must score at least one expert, got shape {tuple(probs.shape)}")
     # One pass in the common case; the NaN-specific message only once something is not finite.
     if probs.numel() and not bool(torch.isfinite(probs).all()):
         if torch.isnan(probs).any():

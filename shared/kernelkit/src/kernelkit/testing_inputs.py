@@ -265,13 +265,16 @@ def _poke(x: torch.Tensor, draw, value: float) -> torch.Tensor:
     return y
 
 
-def _empty(x: torch.Tensor, draw) -> torch.Tensor:
-    from hypothesis import strategies as st
+class _EachOf(list):
+    """Several bad values from one variant, each called and counted on its own."""
 
+
+def _empty(x: torch.Tensor) -> torch.Tensor | _EachOf:
+    # Every dimension in turn, not a drawn one: emptying the batch may be handled where emptying
+    # the features must raise, so a drawn choice would make the counts depend on the draw.
     if x.ndim == 0:
         return x.reshape(-1)[:0]
-    dim = draw(st.integers(0, x.ndim - 1))
-    return x.narrow(dim, 0, 0).clone()
+    return _EachOf(x.narrow(dim, 0, 0).clone() for dim in range(x.ndim))
 
 
 def _tensor_variants(arg: str, spec: TensorArg) -> list[_Variant]:
@@ -308,7 +311,7 @@ def _tensor_variants(arg: str, spec: TensorArg) -> list[_Variant]:
             )
         )
     if spec.empty:
-        out.append(_Variant(arg, "zero-size dim", False, False, lambda x, d, k: _empty(x, d)))
+        out.append(_Variant(arg, "zero-size dim", False, False, lambda x, d, k: _empty(x)))
     return out
 
 
@@ -337,7 +340,7 @@ def _ids_variants(arg: str, spec: IdsArg) -> list[_Variant]:
             )
         )
     if spec.empty:
-        out.append(_Variant(arg, "zero-size dim", False, False, lambda x, d, k: _empty(x, d)))
+        out.append(_Variant(arg, "zero-size dim", False, False, lambda x, d, k: _empty(x)))
     return out
 
 
@@ -622,18 +625,18 @@ def _run_variant(
                     f"{function.name}: the valid input failed: {type(exc).__name__}: {exc}"
                 )
                 return
-        bad = dict(kwargs)
-        bad[variant.arg] = variant.make(kwargs[variant.arg], data.draw, kwargs)
-        if bad[variant.arg] is _NOT_APPLICABLE:
+        made = variant.make(kwargs[variant.arg], data.draw, kwargs)
+        if made is _NOT_APPLICABLE:
             return
-        tally.tried += 1
-        outcome = _judge(function, variant, bad, baseline)
-        if outcome == "error":
-            tally.clear_errors += 1
-        elif outcome == "result":
-            tally.correct_results += 1
-        else:
-            tally.failures.append(outcome)
+        for value in made if isinstance(made, _EachOf) else [made]:
+            tally.tried += 1
+            outcome = _judge(function, variant, {**kwargs, variant.arg: value}, baseline)
+            if outcome == "error":
+                tally.clear_errors += 1
+            elif outcome == "result":
+                tally.correct_results += 1
+            else:
+                tally.failures.append(outcome)
 
     run()
 
