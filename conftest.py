@@ -44,17 +44,21 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def bad_input_table():
     """``check(package_dir_name, functions, tally)``: the package's row in the README's
-    bad-input table must match what its harness run just counted (refresh with
-    ``uv run tools/bad_inputs.py --write``)."""
+    bad-input table must match what its harness run just counted, when run with the library
+    versions the table names (refresh with ``uv run tools/bad_inputs.py --write``)."""
     import sys
     from pathlib import Path
 
     tools = str(Path(__file__).resolve().parent / "tools")
     if tools not in sys.path:
         sys.path.insert(0, tools)
-    from bad_inputs import readme_rows, row
+    from bad_inputs import counted_with, readme_counted_with, readme_rows, row
 
     def check(package: str, functions: list, tally) -> None:
+        if readme_counted_with() != counted_with():
+            # Other library versions (the lowest-direct check) draw other examples; the harness
+            # run itself still had to end with no failure.
+            return
         expected = row(package, len(functions), tally)
         found = readme_rows().get(package)
         assert found == expected, (

@@ -35,9 +35,34 @@ def row(package: str, functions: int, tally: Tally) -> str:
     )
 
 
+def counted_with() -> str:
+    """The line under the table naming what the draws and the results depend on: the counts are
+    exact for these library versions and this harness (another hypothesis draws other examples)."""
+    import hashlib
+    from importlib.metadata import version
+
+    import kernelkit.testing_inputs as harness
+
+    pins = ", ".join(f"{name} {version(name)}" for name in ("hypothesis", "numpy", "torch"))
+    # The harness itself, by content: a package tested beside an older kernelkit (its declared
+    # floor) runs other variants under the same version number.
+    digest = hashlib.sha256(Path(harness.__file__).read_bytes()).hexdigest()[:12]
+    return f"Counted with {pins} and the harness kernelkit/testing_inputs.py {digest}."
+
+
+def _readme_table() -> str:
+    return README.read_text(encoding="utf-8").split(START, 1)[1].split(END, 1)[0]
+
+
+def readme_counted_with() -> str | None:
+    """The README table's ``Counted with ...`` line."""
+    lines = [line for line in _readme_table().splitlines() if line.startswith("Counted with ")]
+    return lines[0] if lines else None
+
+
 def readme_rows() -> dict[str, str]:
     """The README table's rows by package."""
-    table = README.read_text(encoding="utf-8").split(START, 1)[1].split(END, 1)[0]
+    table = _readme_table()
     return {
         line.split("|")[1].strip(): line
         for line in table.splitlines()
@@ -70,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         text = README.read_text(encoding="utf-8")
         before, rest = text.split(START, 1)
         after = rest.split(END, 1)[1]
-        table = "\n".join([HEADER, *rows])
+        table = "\n".join([HEADER, *rows, "", counted_with()])
         README.write_text(f"{before}{START}\n{table}\n{END}{after}", encoding="utf-8")
     return 0
 
