@@ -278,6 +278,38 @@ def test_online_prompt_in_one_pass_equals_token_by_token(chunk, monkeypatch):
     steps = torch.stack([stepped.step(probs[:, t], mask[:, t]) for t in range(45)], 1)
     assert torch.equal(whole, steps)
     assert torch.equal(state.used, stepped.used) and len(state.runs) <= 6
+    # Prompts too long for the prompt pass's tables take the chunked pass from the start.
+    monkeypatch.setattr(online_module, "_PROMPT_TABLE_ENTRIES", 0)
+    chunked, _ = online_select(probs, 2, mask, 1, 4)
+    assert torch.equal(chunked, whole)
+    # A later call with many tokens (chunked prefill) takes the chunked pass over the runs.
+    head, state = online_select(probs[:, :4], 2, mask[:, :4], 1, 4)
+    tail, state = online_select(probs[:, 4:], 2, mask[:, 4:], 1, 4, state=state)
+    assert torch.equal(torch.cat([head, tail], 1), whole)
+    assert torch.equal(state.used, stepped.used)
+
+
+@pytest.mark.parametrize("multiples", [(2, 4, None), (None,), (0.01, None)])
+def test_online_prompt_floor_retries_stay_exact(multiples, monkeypatch):
+    import seqtopk.online as online_module
+
+    monkeypatch.setattr(online_module, "_KEEP_MULTIPLES", multiples)
+    gen = torch.Generator().manual_seed(5)
+    # Early tokens score far below later ones, so a floor placed by the whole sequence's
+    # quantile leaves the first prefixes short of their m*k scores and forces the retries.
+    probs = torch.rand(2, 60, 16, generator=gen) * torch.linspace(0.01, 1, 60).view(1, 60, 1)
+    probs[1, 30:] = probs[1, :30].flip(0)
+    mask = torch.ones(2, 60, dtype=torch.bool)
+    mask[0, 10:13] = False
+    allowance = mask.long().cumsum(1) * 3
+    assert online_module._inside_counts(probs, mask, allowance, 2 * 3 / 16, 5) is None
+    routed, state = online_select(probs, 3, mask, 1, 5)
+    assert torch.equal(routed, online_select_reference(probs, 3, mask, 1, 5))
+    step, _ = online_select(probs[:, :1], 3, mask[:, :1], 1, 5, state=state)
+    expected = online_select_reference(
+        torch.cat([probs, probs[:, :1]], 1), 3, torch.cat([mask, mask[:, :1]], 1), 1, 5
+    )
+    assert torch.equal(step, expected[:, -1:])
 
 
 def test_online_long_decode_grows_storage_and_equals_reference():

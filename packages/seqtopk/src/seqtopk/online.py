@@ -17,16 +17,25 @@ expert), ``s_j`` is inside the top m*k exactly when ``#(past scores >= s_j) + j 
   ranking is a top-U of E scores. Appending the E new scores makes a new run and merges equal
   sizes, amortised ``O(E log(mE))`` per step (a merge of size n happens every n/E steps) instead
   of rewriting the whole sorted cache.
-- **a prompt** (many tokens in one call) is routed in one vectorised pass over chunks of
-  ``_CHUNK`` tokens: a token's past is the runs (earlier chunks) plus the earlier tokens of its
-  own chunk (binary searches in each earlier token's sorted row), and the budget clamp
-  ``used_t = min(used_{t-1} + clamp(c_t, L, U), m_t k)`` is a capped running sum with the closed
-  form ``used_t = A_t + min(used_0, min_{s<=t}(m_s k - A_s))`` (``A`` the running sum of the
-  clamped counts): one ``cumsum`` and one ``cummin``. The result equals token-by-token routing
-  exactly (tested against :func:`online_select_reference`).
+- **a prompt** (the first call of a state, many tokens at once) needs only each prefix's
+  threshold ``tau_t``, the ``m_t k``-th best score among tokens ``<= t``: ``c_t`` is how many of
+  the token's own scores rank at or above it. Scores below a floor that every prefix's threshold
+  provably clears are dropped (all but about ``2k/E`` of them), the rest sorted once, and each
+  ``tau_t`` located from per-block counts of the sorted list (see :func:`_inside_counts`). The
+  sorted runs that decode steps search are built from the history at the first later call.
+- **a later call with many tokens** (chunked prefill, speculative decoding) is routed in chunks
+  of ``_CHUNK`` tokens against the runs: a token's past is the runs plus the earlier tokens of
+  its own chunk (binary searches in each earlier token's sorted row).
+
+Either way the budget clamp ``used_t = min(used_{t-1} + clamp(c_t, L, U), m_t k)`` is a capped
+running sum with the closed form ``used_t = A_t + min(used_0, min_{s<=t}(m_s k - A_s))`` (``A``
+the running sum of the clamped counts): one ``cumsum`` and one ``cummin``. The result equals
+token-by-token routing exactly (tested against :func:`online_select_reference`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -40,6 +49,16 @@ __all__ = ["OnlineRoutingState", "online_select", "online_select_reference"]
 # twice as slow.
 _CHUNK = 16
 
+
+# The first call keeps each sequence's best scores above a floor, at these multiples of the
+# share k/E that a prefix's top-(m k) holds, tried in order (None keeps them all): twice the
+# share almost always suffices; the retries cover a prefix whose scores sit low against the rest.
+_KEEP_MULTIPLES = (2, 4, None)
+# Bound on the prompt pass's two [B, T, ~sqrt(kept)] float32 tensors (256 MB each); longer
+# prompts (with B=8 and E=64, beyond about 10k tokens) take the chunked pass.
+_PROMPT_TABLE_ENTRIES = 2**26
+# Scores per sequence sampled to place the floor.
+_FLOOR_SAMPLE = 4096
 
 # Merged run size from which ``_merge`` scatters instead of sorting.
 _MERGE_BY_SCATTER = 4096
@@ -105,6 +124,7 @@ class OnlineRoutingState:
         self._runs: list[torch.Tensor] = []
         self._num_valid = torch.zeros(batch, dtype=torch.long, device=device)
         self._used = torch.zeros(batch, dtype=torch.long, device=device)
+        self._runs_built = True
 
     @classmethod
     def empty(
@@ -143,6 +163,7 @@ class OnlineRoutingState:
     @property
     def runs(self) -> tuple[torch.Tensor, ...]:
         """The sorted runs of past scores, largest first (their sizes at least halve)."""
+        self._build_runs()
         return tuple(self._runs)
 
     @property
@@ -178,6 +199,11 @@ class OnlineRoutingState:
         self, scores: torch.Tensor, valid: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like :meth:`route`, as ``(experts [B, T, U], counts [B, T])``."""
+        batch, length, num_experts = scores.shape
+        table = batch * length * math.isqrt(length * num_experts)  # worst case, every score kept
+        if self._length == 0 and length > 1 and table <= _PROMPT_TABLE_ENTRIES:
+            return self._route_prompt(scores, valid)
+        self._build_runs()
         pieces = [
             self._route_chunk(scores[:, start : start + _CHUNK], valid[:, start : start + _CHUNK])
             for start in range(0, scores.shape[1], _CHUNK)
@@ -187,6 +213,38 @@ class OnlineRoutingState:
             experts = torch.zeros(batch, 0, high, dtype=torch.long, device=scores.device)
             return experts, torch.zeros(batch, 0, dtype=torch.long, device=scores.device)
         return torch.cat([e for e, _ in pieces], 1), torch.cat([c for _, c in pieces], 1)
+
+    def _route_prompt(
+        self, scores: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Route the first call's tokens from the running thresholds ``tau_t`` (see the module
+        docstring); the sorted runs the decode steps search are built only when a later call
+        needs them."""
+        high, low, k = self.max_per_token, self.min_per_token, self.k
+        _, experts = _ranked_top(scores, high)
+        seen = valid.long().cumsum(dim=1)  # m_t: [B, T]
+        inside = None
+        for multiple in _KEEP_MULTIPLES:
+            share = multiple * k / self.num_experts if multiple else 1.0
+            inside = _inside_counts(scores, valid, seen * k, share if share < 1 else None, high)
+            if inside is not None:
+                break
+        wanted = inside.clamp(low, high) * valid
+        total = wanted.cumsum(dim=1)
+        used = total + torch.cummin(seen * k - total, dim=1).values.clamp(max=0)
+        counts = used - torch.nn.functional.pad(used[:, :-1], (1, 0))
+        self._append(scores, valid, counts)
+        self._runs, self._runs_built = [], False
+        self._num_valid = seen[:, -1]
+        self._used = used[:, -1]
+        return experts, counts
+
+    def _build_runs(self) -> None:
+        """Sort the whole history into one run if :meth:`_route_prompt` left the runs unbuilt."""
+        if not self._runs_built:
+            past = self.history.masked_fill(~self.valid.unsqueeze(-1), -torch.inf)
+            self._runs = [torch.sort(past.reshape(self.batch, -1), dim=-1).values]
+            self._runs_built = True
 
     def _route_chunk(
         self, scores: torch.Tensor, valid: torch.Tensor
@@ -253,6 +311,7 @@ class OnlineRoutingState:
         self._used = counts.sum(dim=1)
         past = self.history.masked_fill(~valid.unsqueeze(-1), -torch.inf)
         self._runs = [torch.sort(past.reshape(self.batch, -1), dim=-1).values] if length else []
+        self._runs_built = True
 
     def reorder(self, index: torch.Tensor) -> None:
         """Select and reorder batch rows (beam search); ``index`` [B'] of row numbers."""
@@ -260,6 +319,83 @@ class OnlineRoutingState:
         for name in ("_history", "_valid", "_counts", "_num_valid", "_used"):
             setattr(self, name, getattr(self, name).index_select(0, index))
         self._runs = [run.index_select(0, index) for run in self._runs]
+
+
+def _inside_counts(
+    scores: torch.Tensor,
+    valid: torch.Tensor,
+    allowance: torch.Tensor,
+    keep_share: float | None,
+    high: int,
+) -> torch.Tensor | None:
+    """``min(U, #{token t's scores inside its prefix's top-(m_t k)})`` for every token [B, T].
+
+    Only scores at or above a floor ``phi`` per sequence (the ``keep_share`` quantile of a strided
+    sample; ``None``: every valid score) enter the computation. That is exact whenever every
+    prefix keeps at least ``m_t k`` scores: then the ``m_t k``-th best kept score is at least
+    ``phi``, so every score of the true top-(m_t k) was kept. Otherwise returns ``None`` and the
+    caller retries with a lower floor.
+
+    The kept scores are sorted once (value descending, ties to the earlier token then the lower
+    expert: a stable sort of the (token, expert)-ordered list); ``tau_t``'s position is the first
+    sorted position by which ``m_t k`` kept scores of tokens ``<= t`` have appeared. It is found
+    per token from a table of those counts at block boundaries of the sorted list (blocks of
+    about ``sqrt(kept)`` scores) and one scan inside the block.
+    """
+    batch, length, num_experts = scores.shape
+    device = scores.device
+    keep = valid.unsqueeze(-1).expand(batch, length, num_experts)
+    if keep_share is not None:
+        flat = scores.masked_fill(~keep, -torch.inf).reshape(batch, -1)
+        sample = flat[:, :: max(1, flat.shape[1] // _FLOOR_SAMPLE)]
+        rank = max(1, sample.shape[1] - int(keep_share * sample.shape[1]))
+        floor = torch.kthvalue(sample, rank, dim=1).values
+        keep = keep & (scores >= floor.view(batch, 1, 1))
+    kept_per_token = keep.reshape(batch, length, num_experts).sum(dim=-1)
+    if not bool((kept_per_token.cumsum(dim=1) >= allowance).all()):
+        return None
+    # Compact each sequence's kept scores, in (token, expert) order, into [B, W]; the slots past
+    # a sequence's own count hold -inf and the token number `length` (after every real token).
+    flat_keep = keep.reshape(batch, -1)
+    slot = flat_keep.long().cumsum(dim=1) - 1
+    width = max(int(slot[:, -1].max()) + 1, 1)
+    blocks = max(1, math.isqrt(width))
+    block_size = -(-width // blocks)
+    width = blocks * block_size
+    slot = torch.where(flat_keep, slot, width)  # unkept scores land in a dropped extra slot
+    kept_values = torch.full((batch, width + 1), -torch.inf, device=device)
+    kept_values.scatter_(1, slot, scores.reshape(batch, -1))
+    token_of = torch.arange(length, device=device).repeat_interleave(num_experts)
+    kept_tokens = torch.full((batch, width + 1), length, dtype=torch.long, device=device)
+    kept_tokens.scatter_(1, slot, token_of.expand(batch, -1))
+    kept_values, kept_tokens = kept_values[:, :width], kept_tokens[:, :width]
+    order = torch.sort(kept_values, dim=1, descending=True, stable=True).indices
+    sorted_tokens = kept_tokens.gather(1, order)
+    # counts[b, t, j]: kept scores of tokens <= t in sorted blocks 0..j (float32 counts are exact
+    # far beyond any sequence's score count, and float cumsums ran several times faster here).
+    counts = torch.zeros(batch, length + 1, blocks, device=device)
+    block_of = torch.arange(width, device=device) // block_size
+    counts.view(batch, -1).scatter_add_(
+        1, sorted_tokens * blocks + block_of, torch.ones(batch, width, device=device)
+    )
+    counts = counts[:, :length].cumsum(dim=2).cumsum(dim=1)
+    need = allowance.to(counts.dtype).unsqueeze(-1)  # [B, T, 1]
+    block = torch.searchsorted(counts, need).clamp(max=blocks - 1)  # tau_t's block
+    before = torch.where(block > 0, counts.gather(2, (block - 1).clamp(min=0)), 0.0)
+    rows = (block.squeeze(-1) + blocks * torch.arange(batch, device=device).unsqueeze(1)).view(-1)
+    in_block = sorted_tokens.view(batch * blocks, block_size).index_select(0, rows).view(
+        batch, length, block_size
+    ) <= torch.arange(length, device=device).view(1, length, 1)
+    offset = (in_block.to(counts.dtype).cumsum(dim=2) < need - before).sum(dim=2)
+    threshold_at = block.squeeze(-1) * block_size + offset  # tau_t's sorted position [B, T]
+    position = torch.empty_like(order).scatter_(
+        1, order, torch.arange(width, device=device).expand(batch, -1)
+    )
+    owner = kept_tokens.clamp(max=length - 1)
+    inside_top = (position <= threshold_at.gather(1, owner)) & (kept_tokens < length)
+    inside = torch.zeros(batch, length, dtype=torch.long, device=device)
+    inside.scatter_add_(1, owner, inside_top.long())
+    return inside.clamp(max=high)
 
 
 def online_select(
