@@ -10,7 +10,8 @@ with OLMoE-1B-7B's real shape (hidden 2048, 64 experts of width 1024, K = 8):
 - decode: one token through the online-patched layer (score cache of ``tokens`` positions,
   growing by one per call) versus the TopK layer, with U = K + 2 and with U = K;
 
-and, first, selection alone: ``select_experts`` versus ``torch.topk`` per token.
+and, first, selection alone: ``select_experts`` versus ``torch.topk`` per token; on CUDA also
+the Triton selection kernel versus the torch path at B=8, T=4096 (``tools/gpu_check.sh``).
 
 Added for issue 20 (beside the rows above): prompt routing alone, ``online_select`` (causal,
 one vectorised pass) versus ``select_experts`` (offline) for 512- and 2048-token prompts; and
@@ -228,6 +229,22 @@ def run(quick: bool = True, device: str | torch.device | None = None) -> list[Co
             threads=threads,
         )
     ]
+    if dev.type == "cuda":
+        # The fused Triton selection against its torch reference path, on the GPU only (the
+        # CPU runs Triton only in its interpreter). Long sequences: one program per sequence.
+        long_probs = torch.softmax(torch.randn(8, 4096, 64, device=dev, generator=gen), -1)
+        results.append(
+            compare(
+                lambda: select_experts(long_probs, 8, impl="triton"),
+                lambda: select_experts(long_probs, 8, impl="torch"),
+                name="selection B=8 T=4096 E=64 K=8, Triton kernel vs torch path",
+                label_a="select_experts impl=triton",
+                label_b="select_experts impl=torch",
+                repeats=repeats * 4,
+                device=dev,
+                threads=threads,
+            )
+        )
     results += _layer_comparisons("tiny", 256, 128, 64, 8, batch, tokens, repeats, dev, threads)
     for length in (512, 2048):
         prompt = torch.softmax(torch.randn(batch, length, 64, device=dev, generator=gen), dim=-1)
