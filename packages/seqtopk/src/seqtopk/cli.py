@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_parser.set_defaults(handler=_train)
 
     finetune_parser = subparsers.add_parser(
-        "finetune", help="switch a saved MoE model to SeqTopK and fine-tune it with Trainer"
+        "finetune",
+        help="fine-tune a saved MoE model with Trainer, switched to SeqTopK (or on TopK)",
     )
     add_dataclass_arguments(finetune_parser, FinetuneConfig)
     finetune_parser.set_defaults(handler=_finetune)

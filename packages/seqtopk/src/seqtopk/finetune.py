@@ -1,8 +1,9 @@
 """Fine-tune a pretrained MoE model with SeqTopK routing, with the transformers Trainer.
 
 The model directory is anything ``AutoModelForCausalLM.from_pretrained`` reads locally (with its
-tokenizer). The model is patched with offline SeqTopK, trained for a few hundred steps on a text
-file (one example per line), unpatched and saved with ``save_pretrained`` together with
+tokenizer). The model is patched with offline SeqTopK (or, for a control, left on its own TopK),
+trained for a few hundred steps on a text file (one example per line, or fixed-size blocks of
+the whole file), unpatched and saved with ``save_pretrained`` together with
 ``seqtopk.json`` recording the routing to re-apply with ``seqtopk.patch``. Because it is a plain
 ``Trainer`` run, ``accelerate launch`` or ``torchrun`` scale it without code of ours, and an
 interrupted run resumes with ``resume_from_checkpoint`` (a checkpoint directory or ``"last"``),
@@ -21,6 +22,7 @@ import torch
 
 from kernelkit.io import atomic_write_text
 from kernelkit.utils import progress
+from kernelkit.validation import check_int_in_range
 from seqtopk.patching import is_patched, patch, unpatch
 
 __all__ = ["EvalConfig", "FinetuneConfig", "evaluate_text", "finetune"]
@@ -33,9 +35,24 @@ class FinetuneConfig:
     model_dir: str = field(metadata={"help": "local directory of the pretrained MoE model"})
     train_file: str = field(metadata={"help": "UTF-8 text file, one training example per line"})
     output_dir: str = field(metadata={"help": "where checkpoints and the final model go"})
+    routing: Literal["topk", "seqtopk"] = field(
+        default="seqtopk",
+        metadata={
+            "help": "train with offline SeqTopK, or with the model's own TopK (the control: the "
+            "same fine-tuning without the switch)"
+        },
+    )
     k: int = field(default=0, metadata={"help": "experts per token; 0 keeps num_experts_per_tok"})
     min_per_token: int = field(default=1, metadata={"help": "SeqTopK lower bound L"})
     max_per_token: int = field(default=0, metadata={"help": "upper bound U; 0 means K + 2"})
+    block_size: int = field(
+        default=0,
+        metadata={
+            "help": "0: one example per line; N > 0: the whole file as one token stream (no "
+            "special tokens, newlines kept) cut into consecutive N-token examples, the last "
+            "partial one dropped (e.g. byte-level text)"
+        },
+    )
     max_steps: int = field(default=200, metadata={"help": "optimiser steps"})
     learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate"})
     batch_size: int = field(default=8, metadata={"help": "sequences per device and step"})
@@ -49,6 +66,11 @@ class FinetuneConfig:
             "checkpoint-* in output_dir; empty starts afresh"
         },
     )
+
+    def __post_init__(self) -> None:
+        if self.routing not in ("topk", "seqtopk"):
+            raise ValueError(f"routing must be 'topk' or 'seqtopk', got {self.routing!r}")
+        check_int_in_range("block_size", self.block_size, 0)
 
 
 @dataclass
@@ -78,6 +100,22 @@ def _read_lines(path: str) -> list[str]:
     if not lines:
         raise ValueError(f"text file {path!r} has no non-empty lines")
     return lines
+
+
+def _examples(config: FinetuneConfig, tokenizer) -> list[list[int]]:
+    if not config.block_size:
+        lines = _read_lines(config.train_file)
+        return tokenizer(lines, truncation=True, max_length=config.max_length)["input_ids"]
+    file = Path(config.train_file)
+    if not file.is_file():
+        raise FileNotFoundError(f"text file {config.train_file!r} does not exist")
+    stream = tokenizer(file.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
+    size = config.block_size
+    if len(stream) < size:
+        raise ValueError(
+            f"block_size={size} is more than the {len(stream)} tokens of {config.train_file!r}"
+        )
+    return [stream[start : start + size] for start in range(0, len(stream) - size + 1, size)]
 
 
 def _load(model_dir: str, weights_dir: str | None = None):
@@ -123,13 +161,19 @@ def finetune(config: FinetuneConfig):
     model, tokenizer = _load(config.model_dir, resume)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lines = _read_lines(config.train_file)
-    examples = [
-        {"input_ids": ids}
-        for ids in tokenizer(lines, truncation=True, max_length=config.max_length)["input_ids"]
-    ]
-    _patch(model, config.k, config.min_per_token, config.max_per_token, "offline")
-    # The balance loss then follows the routing SeqTopK actually made (see seqtopk.patching).
+    examples = [{"input_ids": ids} for ids in _examples(config, tokenizer)]
+    experts_per_token = model.config.num_experts_per_tok
+    if config.routing == "topk":
+        # transformers' router reads num_experts_per_tok; another K would need a config edit
+        # that the saved model would then carry, which is not this control's point.
+        if config.k not in (0, experts_per_token):
+            raise ValueError(
+                f"k must be 0 or the model's num_experts_per_tok={experts_per_token} with "
+                f"routing='topk', got {config.k}"
+            )
+    else:
+        _patch(model, config.k, config.min_per_token, config.max_per_token, "offline")
+    # With SeqTopK the balance loss then follows the routing actually made (seqtopk.patching).
     model.config.output_router_logits = True
     arguments = TrainingArguments(
         output_dir=config.output_dir,
@@ -155,14 +199,17 @@ def finetune(config: FinetuneConfig):
     # position; the patch adds no state of its own (routers keep their parameters), so resuming
     # a patched model is the Trainer's ordinary resume.
     trainer.train(resume_from_checkpoint=resume)
-    routing = model._seqtopk_routing
-    recorded = {
-        "k": routing.k,
-        "min_per_token": routing.min_per_token,
-        "max_per_token": routing.max_per_token,
-        "finetune": asdict(config),
-    }
-    unpatch(model)
+    if config.routing == "topk":
+        bounds = dict.fromkeys(("k", "min_per_token", "max_per_token"), experts_per_token)
+    else:
+        routing = model._seqtopk_routing
+        bounds = {
+            "k": routing.k,
+            "min_per_token": routing.min_per_token,
+            "max_per_token": routing.max_per_token,
+        }
+        unpatch(model)
+    recorded = {"routing": config.routing, **bounds, "finetune": asdict(config)}
     model.config.output_router_logits = False
     if trainer.is_world_process_zero():
         model.save_pretrained(config.output_dir)

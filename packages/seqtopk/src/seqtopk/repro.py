@@ -50,6 +50,7 @@ from seqtopk.experiment import (
     evaluate,
     train,
 )
+from seqtopk.repro_lm import run_byte_lm
 
 __all__ = ["run"]
 
@@ -308,6 +309,7 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
         f"{EVAL_BATCHES} x 64 fresh sequences. Took {elapsed:.0f} s ({cpu:.0f} s of CPU, "
         "torch on one thread)."
     )
+    run_byte_lm(report, quick=quick)
     report.write()
     return report
 
