@@ -155,13 +155,16 @@ def test_continue_training_switches_routing_and_trains():
 
 @pytest.mark.slow
 def test_repro_premise_gates_the_comparisons(tmp_path, monkeypatch):
-    from seqtopk import repro
+    from seqtopk import repro, repro_lm
 
     # The real sizes take minutes; the structure of the report does not depend on them.
     monkeypatch.setattr(repro, "STEPS", {True: 3})
     monkeypatch.setattr(repro, "SEEDS", {True: (0, 1)})
     monkeypatch.setattr(repro, "FINETUNE_STEPS", 2)
     monkeypatch.setattr(repro, "EVAL_BATCHES", 1)
+    tiny_lm = {"seeds": (0,), "levels": (2,), "premise": False, "pretrain": 1, "finetune": 1}
+    tiny_lm |= {"cli_steps": 1, "windows": 2, "cli_train_bytes": 4096}
+    monkeypatch.setitem(repro_lm.SIZES, True, tiny_lm)
     report = repro.run(tmp_path, quick=True)
     statements = [claim.statement for claim in report.claims]
     assert len(statements) == 9
@@ -175,4 +178,5 @@ def test_repro_premise_gates_the_comparisons(tmp_path, monkeypatch):
         assert len(compared) == 2 and all(expected in c.details for c in compared)
     assert {c.source for c in report.claims[2:]} == {"paper"}
     assert (tmp_path / "report.md").exists() and (tmp_path / "claims.png").exists()
-    assert {row["experiment"] for row in report.metrics} == {"sparsity", "adoption"}
+    # The byte-level LM runs as a smoke in quick mode: metrics rows, no claims.
+    assert {row["experiment"] for row in report.metrics} == {"sparsity", "adoption", "byte LM"}
