@@ -26,6 +26,10 @@ The claims, in order, each with its threshold fixed before any run (see ``_THRES
    the paper's bounds (L=1, U=K+2) and no training; then 100 fine-tuning steps with offline
    SeqTopK, against the same 100 steps with TopK (the control for the extra training).
 
+A second setting, a byte-level language model on the standard library's source with its own
+premise control and claims, runs after the table task (``seqtopk.repro_lm``; a one-seed smoke in
+quick mode, the claims in full mode).
+
 Each claim is decided by the 95% Student-t interval over the seeds of its paired difference:
 held when the whole interval is on the claim's side of the threshold, not held when it is wholly
 on the other side, inconclusive otherwise.
