@@ -39,7 +39,7 @@ class FinetuneConfig:
         default="seqtopk",
         metadata={
             "help": "train with offline SeqTopK, or with the model's own TopK (the control: the "
-            "same fine-tuning without the switch)"
+            "same fine-tuning without the switch; the bounds are then unused)"
         },
     )
     k: int = field(default=0, metadata={"help": "experts per token; 0 keeps num_experts_per_tok"})
@@ -50,7 +50,7 @@ class FinetuneConfig:
         metadata={
             "help": "0: one example per line; N > 0: the whole file as one token stream (no "
             "special tokens, newlines kept) cut into consecutive N-token examples, the last "
-            "partial one dropped (e.g. byte-level text)"
+            "partial one dropped (e.g. byte-level text); max_length is then unused"
         },
     )
     max_steps: int = field(default=200, metadata={"help": "optimiser steps"})
