@@ -46,12 +46,16 @@ LM_MODEL = SmallMoEConfig(
     hidden_size=64, num_layers=2, num_heads=4, num_experts=16, expert_hidden=16
 )
 # Sizes per mode, fixed before the runs. Full: a training step (batch 16 x 128 bytes) took
-# about 50 ms of one CPU thread, so 3 seeds x (3 pretrainings + 5 fine-tunings) plus the
-# adoption fine-tunes fit in about 8 minutes of CPU. Quick: one seed at K=2 without the premise
+# about 50 ms of one CPU thread, so each seed's 3 pretrainings + 5 fine-tunings plus the
+# adoption fine-tunes take about 2.5 minutes of CPU (six seeds: about 15). Quick: one seed at K=2 without the premise
 # models, enough steps to see every stage run (about 10 s of CPU beside the table task).
 SIZES = {
     False: {
-        "seeds": (0, 1, 2),
+        # The first full run (seeds 0, 1, 2) left the premise unresolved: the second expert
+        # helped on every seed, but three seeds' t interval (quantile 4.30) was wider than the
+        # effect. Rather than add seeds to that sample, this design was fixed anew before its
+        # run: six fresh seeds, the same sizes and thresholds, verdicts from these six alone.
+        "seeds": (3, 4, 5, 6, 7, 8),
         "levels": (1, 2),
         "premise": True,
         "pretrain": 600,
