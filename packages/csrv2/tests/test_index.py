@@ -13,10 +13,15 @@ from kernelkit.topk import SparseCodes, topk_codes
 needs_numba = pytest.mark.skipif(
     not index_module.numba_available(), reason="numba not installed (csrv2[fast])"
 )
-# Every way the index can search; the numba kernel only where numba is installed.
-SEARCHES = [("inverted", "torch"), ("scan", "auto")] + (
-    [("inverted", "numba")] if index_module.numba_available() else []
-)
+# Every way the index can search; the numba kernel only where numba is installed. The third
+# entry is the index's pruning option (numba: the threshold algorithm; torch and scan walk the
+# impact-ordered lists exhaustively).
+SEARCHES = [
+    (method, kernel, pruning)
+    for method, kernel in [("inverted", "torch"), ("scan", "auto")]
+    + ([("inverted", "numba")] if index_module.numba_available() else [])
+    for pruning in (False, True)
+]
 
 
 def brute_force(docs: SparseCodes, queries: SparseCodes, top_k: int, cosine: bool = False):
@@ -33,10 +38,12 @@ def brute_force(docs: SparseCodes, queries: SparseCodes, top_k: int, cosine: boo
 @st.composite
 def integer_codes(draw, max_rows=30):
     """Codes with small integer values (many exact ties), some all-zero rows and, when drawn,
-    repeated latents within a code."""
+    repeated latents within a code; when drawn, no negative value (the threshold algorithm's
+    own path: with one, a pruning index falls back to the exhaustive kernel)."""
     dim = draw(st.integers(1, 12))
     k = draw(st.integers(1, min(dim, 4)))
     duplicates = draw(st.booleans())
+    low = draw(st.sampled_from([-1, 0]))
     seed = draw(st.integers(0, 2**16))
     gen = torch.Generator().manual_seed(seed)
 
@@ -45,7 +52,7 @@ def integer_codes(draw, max_rows=30):
             indices = torch.randint(0, dim, (rows, k), generator=gen)
         else:
             indices = torch.topk(torch.rand(rows, dim, generator=gen), k, dim=1).indices
-        values = torch.randint(-1, 3, (rows, k), generator=gen).float()
+        values = torch.randint(low, 3, (rows, k), generator=gen).float()
         values[torch.rand(rows, generator=gen) < 0.2] = 0.0
         return SparseCodes(indices, values, dim)
 
@@ -55,7 +62,7 @@ def integer_codes(draw, max_rows=30):
     return docs, queries, top_k
 
 
-@settings(max_examples=60)
+@settings(max_examples=120)
 @given(
     case=integer_codes(),
     search=st.sampled_from(SEARCHES),
@@ -63,8 +70,8 @@ def integer_codes(draw, max_rows=30):
 )
 def test_search_equals_brute_force_with_ties_duplicates_and_zero_queries(case, search, value_dtype):
     docs, queries, top_k = case
-    method, kernel = search
-    index = SparseIndex(docs.dim, value_dtype=value_dtype)
+    method, kernel, pruning = search
+    index = SparseIndex(docs.dim, value_dtype=value_dtype, pruning=pruning)
     # Added in two batches: ids continue across add() calls, and a later add() merges into
     # posting lists that were already built.
     split = len(docs) // 2
@@ -81,7 +88,7 @@ def test_search_equals_brute_force_with_ties_duplicates_and_zero_queries(case, s
 @given(case=integer_codes(), search=st.sampled_from(SEARCHES))
 def test_cosine_search_equals_brute_force(case, search):
     docs, queries, top_k = case
-    index = SparseIndex(docs.dim, similarity="cosine")
+    index = SparseIndex(docs.dim, similarity="cosine", pruning=search[2])
     index.add(docs)
     scores, _ = index.search(queries, top_k, method=search[0], kernel=search[1])
     ref_scores, _ = brute_force(docs, queries, top_k, cosine=True)
@@ -348,3 +355,85 @@ def test_bench_anchors_are_not_install_dependencies():
     assert core & anchors == set()
     bench = {dep.split(">")[0].strip() for dep in project["optional-dependencies"]["bench"]}
     assert anchors - {"numba"} <= bench
+
+
+@needs_numba
+@settings(max_examples=25)
+@given(
+    seed=st.integers(0, 2**16),
+    k=st.integers(1, 6),
+    value_dtype=st.sampled_from([torch.float32, torch.float16]),
+    top_k=st.integers(1, 40),
+    levels=st.sampled_from([3, 50, 0]),
+)
+def test_pruned_search_equals_the_exhaustive_one(seed, k, value_dtype, top_k, levels):
+    """Non-negative codes drawn from a skewed latent usage (long lists, the threshold algorithm
+    stops early), values either few levels (many tied scores at the stopping boundary) or real:
+    the pruning index returns the exhaustive search's ids and scores bit for bit, and reads no
+    more postings."""
+    gen = torch.Generator().manual_seed(seed)
+    dim = 48
+    usage = 1.0 / torch.arange(1, dim + 1).double()
+    n = 600
+    indices = torch.multinomial(usage, n * k, replacement=True, generator=gen).view(n, k)
+    values = torch.rand(n, k, generator=gen)
+    if levels:
+        values = torch.ceil(values * levels)
+    docs = SparseCodes(indices, values, dim)
+    q_indices = torch.multinomial(usage, 12 * k, replacement=True, generator=gen).view(12, k)
+    q_values = torch.ceil(torch.rand(12, k, generator=gen) * 3)
+    queries = SparseCodes(q_indices, q_values, dim)
+    exhaustive = SparseIndex(dim, value_dtype=value_dtype)
+    pruned = SparseIndex(dim, value_dtype=value_dtype, pruning=True)
+    exhaustive.add(docs)
+    pruned.add(docs)
+    a, b = exhaustive.search(queries, top_k), pruned.search(queries, top_k)
+    assert torch.equal(a.ids, b.ids) and torch.equal(a.scores, b.scores)
+    walked, every = pruned.postings_walked(queries, top_k), exhaustive.postings_walked(queries)
+    assert (walked >= 0).all() and (walked <= every).all()
+    assert torch.equal(a.ids, brute_force(pruned.codes(), queries, top_k)[1])
+
+
+@needs_numba
+def test_pruned_search_stops_early_on_skewed_codes_and_falls_back_on_negative_values():
+    gen = torch.Generator().manual_seed(5)
+    dim, n = 64, 5000
+    usage = 1.0 / torch.arange(1, dim + 1).double()
+    docs = SparseCodes(
+        torch.multinomial(usage, 2 * n, replacement=True, generator=gen).view(n, 2),
+        torch.rand(n, 2, generator=gen),
+        dim,
+    )
+    queries = SparseCodes(torch.tensor([[0, 1], [0, 2]]), torch.tensor([[1.0, 0.5], [2, 1]]), dim)
+    pruned = SparseIndex(dim, pruning=True)
+    pruned.add(docs)
+    every = pruned.posting_lengths()[queries.indices].sum(dim=1)
+    walked = pruned.postings_walked(queries, 10)
+    # The oracle count on Zipf usage: the walk reads a small share of the lists.
+    assert (walked * 5 < every).all()
+    negative = queries.with_values(torch.tensor([[1.0, -0.5], [2, 1]]))
+    assert pruned.postings_walked(negative, 10).tolist() == [int(every[0]), int(walked[1])]
+    reference = SparseIndex(dim)
+    reference.add(docs)
+    for q in (queries, negative):
+        a, b = reference.search(q, 10), pruned.search(q, 10)
+        assert torch.equal(a.ids, b.ids) and torch.equal(a.scores, b.scores)
+
+
+def test_pruning_index_holds_the_forward_codes_and_reloads_pruned(tmp_path):
+    codes = SparseCodes(torch.tensor([[0, 1], [1, 2], [1, 3]]), torch.ones(3, 2), 4)
+    index = SparseIndex(4, value_dtype=torch.float16, pruning=True)
+    index.add(codes)
+    # 6 postings x (int32 id + float16 value) + 5 int64 offsets + 3 x 2 x (uint16 + float16).
+    assert index.memory_bytes() == 6 * 6 + 5 * 8 + 3 * 2 * 4
+    assert torch.equal(index.codes().indices, codes.indices)
+    index.save(tmp_path / "idx")
+    tensors, config = load_artifact(tmp_path / "idx")
+    assert config["pruning"] is True and tensors["indices"].shape == (3, 2)
+    loaded = SparseIndex.load(tmp_path / "idx")
+    assert loaded.pruning and loaded.memory_bytes() == index.memory_bytes()
+    assert not SparseIndex.load(tmp_path / "idx", pruning=False).pruning
+    query = SparseCodes(torch.tensor([[1, 3]]), torch.tensor([[1.0, 2.0]]), 4)
+    assert loaded.search(query, 3).ids.tolist() == [[2, 0, 1]]
+    with pytest.raises(TypeError, match="pruning must be a bool"):
+        SparseIndex(4, pruning=1)

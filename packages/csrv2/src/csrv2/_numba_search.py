@@ -9,6 +9,10 @@ plus ``top_k log top_k``; nothing is sorted and no temporary is allocated per ca
 the same float64 sums, in the same order (query entries by ascending latent), as the plain-torch
 kernel in :mod:`csrv2.index`, so both rank identically.
 
+``search_pruned`` is the threshold-algorithm search of a ``pruning=True`` index (impact-ordered
+lists + forward codes); it returns the same results and hands the queries its bound cannot serve
+(negative terms) back to ``search_inverted``.
+
 Imported only when numba is installed; ``SparseIndex`` falls back to the torch kernel otherwise.
 """
 
@@ -178,3 +182,151 @@ def search_inverted(
                 zero += 1
         for t in range(n_touched):
             acc[touched[t]] = np.nan
+
+
+@njit(cache=True)
+def _unseen_score(
+    fwd_latents, fwd_values, table, width, doc, latents, weights, n_entries, at, values, doc_ids,
+    cursor, end,
+):  # fmt: skip
+    """Score ``doc``, met in the list of query entry ``at``, from its forward row; NaN when an
+    earlier step already met it in another of the query's lists.
+
+    The row's latents are ascending (padding: value 0 at the end), so one merge with the query's
+    entries gives the same float64 sum, in the same order, as the exhaustive kernel. ``doc`` sits
+    before the cursor of entry ``e``'s list, i.e. was met there, exactly when its (value, id) key
+    precedes the cursor's: lists are ordered by value descending, then id ascending.
+    """
+    score = 0.0
+    j = doc * width
+    row_end = j + width
+    for e in range(n_entries):
+        latent = latents[e]
+        while j < row_end and fwd_values[j] != 0 and fwd_latents[j] < latent:
+            j += 1
+        if j == row_end or fwd_values[j] == 0:
+            break
+        if fwd_latents[j] != latent:
+            continue
+        value = _stored_value(fwd_values, table, j)
+        if e != at:
+            c = cursor[e]
+            if c >= end[e]:
+                return np.nan
+            head = _stored_value(values, table, c)
+            if value > head or (value == head and doc < doc_ids[c]):
+                return np.nan
+        score += np.float64(weights[e]) * value
+    return score
+
+
+@njit(cache=True)
+def _shares_latent(fwd_latents, fwd_values, width, doc, latents, n_entries):
+    for j in range(doc * width, doc * width + width):
+        if fwd_values[j] == 0:
+            return False
+        latent = fwd_latents[j]
+        for e in range(n_entries):
+            if latents[e] == latent:
+                return True
+    return False
+
+
+@njit(cache=True)
+def search_pruned(
+    offsets, doc_ids, values, table, fwd_latents, fwd_values, width, q_indices, q_values, top_k,
+    out_s, out_d, walked,
+):  # fmt: skip
+    """Exact top ``top_k`` by Fagin's threshold algorithm over impact-ordered posting lists.
+
+    ``offsets`` / ``doc_ids`` / ``values``: each latent's postings ordered by value descending,
+    then id ascending; ``fwd_latents`` / ``fwd_values``: the stored codes row-major, ``width``
+    entries per document (latents ascending, padded with value 0). For each query the lists are
+    walked one posting at a time, always in the list whose next contribution ``w * v`` is the
+    largest; each document is scored exactly from its forward row the first time it is met. The
+    walk stops once ``top_k`` documents are kept and the worst of them scores strictly above the
+    bound: the float64 sum, in ascending-latent order, of each list's next contribution (0 for an
+    exhausted list). Every unmet document's score is the same kind of sum of terms no larger
+    (0 where it lacks the latent), and rounding to nearest is monotone, so none can reach it,
+    tie rule included. Documents sharing no latent with the query score exactly 0 and fill the
+    ranks the walk leaves empty, in id order.
+
+    The bound needs every term non-negative: a query with a negative weight, or whose lists hold a
+    negative value, is not walked; its ``walked`` entry is -1 and the caller runs the exhaustive
+    kernel for it. Otherwise ``walked`` holds the postings read.
+    """
+    heap_s = np.empty(top_k, np.float64)
+    heap_d = np.empty(top_k, np.int64)
+    k_max = q_indices.shape[1]
+    latents = np.empty(k_max, np.int64)
+    weights = np.empty(k_max, np.float32)
+    cursor = np.empty(k_max, np.int64)
+    end = np.empty(k_max, np.int64)
+    for row in range(q_indices.shape[0]):
+        n_entries = _merge_query(q_indices, q_values, row, latents, weights)
+        positive = True
+        for e in range(n_entries):
+            cursor[e] = offsets[latents[e]]
+            end[e] = offsets[latents[e] + 1]
+            if weights[e] < 0 or (
+                end[e] > cursor[e] and _stored_value(values, table, end[e] - 1) < 0
+            ):
+                positive = False
+        if not positive:
+            walked[row] = -1
+            continue
+        size = 0
+        n_walked = 0
+        while True:
+            bound = 0.0
+            best = -1
+            best_c = 0.0
+            for e in range(n_entries):
+                if cursor[e] < end[e]:
+                    c = np.float64(weights[e]) * _stored_value(values, table, cursor[e])
+                    bound += c
+                    if best < 0 or c > best_c:
+                        best = e
+                        best_c = c
+            if best < 0 or (size == top_k and heap_s[0] > bound):
+                break
+            p = cursor[best]
+            cursor[best] = p + 1
+            n_walked += 1
+            doc = doc_ids[p]
+            score = _unseen_score(
+                fwd_latents, fwd_values, table, width, doc, latents, weights, n_entries, best,
+                values, doc_ids, cursor, end,
+            )  # fmt: skip
+            if math.isnan(score):
+                continue
+            if size < top_k:
+                heap_s[size] = score
+                heap_d[size] = doc
+                _sift_up(heap_s, heap_d, size)
+                size += 1
+            elif _better(score, doc, heap_s[0], heap_d[0]):
+                heap_s[0] = score
+                heap_d[0] = doc
+                _sift_down(heap_s, heap_d, size, 0)
+        walked[row] = n_walked
+        kept = size
+        while size > 0:
+            size -= 1
+            best_s, best_d = heap_s[0], heap_d[0]
+            heap_s[0], heap_d[0] = heap_s[size], heap_d[size]
+            _sift_down(heap_s, heap_d, size, 0)
+            heap_s[size], heap_d[size] = best_s, best_d
+        # Kept documents all score > 0. Fewer than top_k of them means every list was walked to
+        # its end and every document sharing a latent is kept: the rest score 0, ranked by id.
+        zero = 0
+        for rank in range(top_k):
+            if rank < kept:
+                out_s[row, rank] = heap_s[rank]
+                out_d[row, rank] = heap_d[rank]
+                continue
+            while _shares_latent(fwd_latents, fwd_values, width, zero, latents, n_entries):
+                zero += 1
+            out_s[row, rank] = 0.0
+            out_d[row, rank] = zero
+            zero += 1

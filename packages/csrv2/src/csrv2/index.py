@@ -24,6 +24,20 @@ Two kernels compute the same scores in the same order, so they rank identically:
 - ``"torch"`` (always there): a block of queries at once, the touched postings sorted by
   (query, document) and summed; several times slower, no dependency beyond torch.
 
+``pruning=True`` (opt-in, made when the index is built) orders each posting list by value
+descending (ties by id) and keeps the forward codes beside them: every document's latents
+(``latent_dtype``) and values (``value_dtype``), ``[N, k_max]``, so that a document can be scored
+exactly on its own. The numba kernel then searches by Fagin's threshold algorithm: it walks the
+query's lists from their largest contributions down, scores each document it meets from its
+forward row, and stops once the ``top_k``-th score is strictly above what any unmet document could
+reach (:func:`csrv2._numba_search.search_pruned` has the argument). The results are the same,
+ids, scores and ties, as the exhaustive search's; a query with a negative weight, or whose lists
+hold a negative value, falls back to the exhaustive kernel (the bound needs non-negative terms).
+It costs ``(size(latent_dtype) + size(value_dtype))`` more bytes per non-zero (4 at uint16 +
+float16: 20 B per vector at k = 2 instead of 12); :meth:`SparseIndex.postings_walked` counts the
+postings each query reads. The torch kernel and the scan work on the impact-ordered lists
+unchanged (exhaustively).
+
 ``kernel="auto"`` takes numba when it imports. ``method="scan"`` scores every document with
 :meth:`kernelkit.topk.SparseCodes.dot` (a Triton kernel on CUDA, a vectorised gather elsewhere)
 in chunks: the right choice on a GPU, where the scan is one big parallel pass.
@@ -165,8 +179,11 @@ class SparseIndex:
             when added and searched).
         value_dtype: ``torch.float32`` (default, exact) or ``torch.float16`` (half the value
             bytes; values are rounded once when stored and searched as stored).
-        latent_dtype: dtype of the latent ids in the saved form: ``torch.uint16`` (default when
-            ``dim <= 65536``) or ``torch.int32``.
+        latent_dtype: dtype of the latent ids in the saved form (and the forward codes of a
+            pruning index): ``torch.uint16`` (default when ``dim <= 65536``) or ``torch.int32``.
+        pruning: keep impact-ordered posting lists and the forward codes, and search with the
+            threshold algorithm (numba kernel): exact, same results, fewer postings read on
+            skewed codes, ``size(latent_dtype) + size(value_dtype)`` more bytes per non-zero.
     """
 
     def __init__(
@@ -176,8 +193,11 @@ class SparseIndex:
         *,
         value_dtype: torch.dtype = torch.float32,
         latent_dtype: torch.dtype | None = None,
+        pruning: bool = False,
     ) -> None:
         self.dim = check_int_in_range("dim", dim, 1)
+        if not isinstance(pruning, bool):
+            raise TypeError(f"pruning must be a bool, got {type(pruning).__name__}")
         if similarity not in ("dot", "cosine"):
             raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
         if value_dtype not in _VALUE_DTYPES.values():
@@ -195,15 +215,20 @@ class SparseIndex:
         self.similarity: Similarity = similarity
         self.value_dtype = value_dtype
         self.latent_dtype = latent_dtype
+        self.pruning = pruning
         self._size = 0
         # Entries added since the last build: (latents, docs, values) of each add() call.
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        # Posting lists: latent j owns positions offsets[j]:offsets[j+1], in document order.
+        # Posting lists: latent j owns positions offsets[j]:offsets[j+1], in document order (with
+        # pruning: by value descending, then document).
         self._offsets = torch.zeros(dim + 1, dtype=torch.int64)
         self._doc_ids = torch.zeros(0, dtype=torch.int32)
         self._values = torch.zeros(0, dtype=value_dtype)
+        # With pruning: the forward codes [N, k_max] (latents ascending, padding value 0).
+        self._forward_codes: tuple[torch.Tensor, torch.Tensor] | None = None
         self._device_codes: tuple[torch.device, SparseCodes] | None = None
         self._kernel_arrays: tuple[np.ndarray, ...] | None = None
+        self._forward_arrays: tuple[np.ndarray, np.ndarray, int] | None = None
         self._scratch = threading.local()
 
     def __len__(self) -> int:
@@ -254,6 +279,8 @@ class SparseIndex:
         self._pending = []
         self._device_codes = None
         self._kernel_arrays = None
+        self._forward_codes = None
+        self._forward_arrays = None
         latent, doc = torch.cat(latents), torch.cat(docs)
         # (latent, doc) pairs are unique: each add() merged its own duplicates and ids are new.
         order = torch.argsort(latent * self._size + doc)
@@ -262,9 +289,17 @@ class SparseIndex:
         keep = stored != 0
         self._doc_ids = doc[order][keep].to(torch.int32)
         self._values = stored[keep]
-        counts = torch.bincount(latent[order][keep], minlength=self.dim)
+        latent = latent[order][keep]
+        counts = torch.bincount(latent, minlength=self.dim)
         self._offsets = torch.zeros(self.dim + 1, dtype=torch.int64)
         self._offsets[1:] = torch.cumsum(counts, 0)
+        if self.pruning:
+            # Stable sorts: value descending, then latent, keep the id order among equal values.
+            by_value = torch.sort(self._values.float(), descending=True, stable=True).indices
+            impact = by_value[torch.sort(latent[by_value], stable=True).indices]
+            self._doc_ids = self._doc_ids[impact]
+            self._values = self._values[impact]
+            self._forward_codes = self._forward_of_lists(self.latent_dtype, self.value_dtype)
 
     def _lengths(self) -> torch.Tensor:
         return self._offsets[1:] - self._offsets[:-1]
@@ -277,6 +312,11 @@ class SparseIndex:
     def _forward(self, latent_dtype: torch.dtype, value_dtype: torch.dtype):
         """The stored codes as fixed-width rows ``[N, k_max]`` (padding: latent 0, value 0)."""
         self._build()
+        if self._forward_codes is not None:
+            return self._forward_codes[0].to(latent_dtype), self._forward_codes[1].to(value_dtype)
+        return self._forward_of_lists(latent_dtype, value_dtype)
+
+    def _forward_of_lists(self, latent_dtype: torch.dtype, value_dtype: torch.dtype):
         docs = self._doc_ids.long()
         latents = torch.arange(self.dim).repeat_interleave(self.posting_lengths())
         # Postings are latent-major, so a stable sort by document keeps each row's latents ascending.
@@ -300,12 +340,14 @@ class SparseIndex:
         return SparseCodes(indices, values, self.dim)
 
     def memory_bytes(self) -> int:
-        """Bytes held by the posting lists (int32 id + ``value_dtype`` value each) and the
-        ``dim + 1`` int64 offsets."""
+        """Bytes held by the posting lists (int32 id + ``value_dtype`` value each), the
+        ``dim + 1`` int64 offsets and, with ``pruning``, the forward codes (``[N, k_max]``
+        ``latent_dtype`` latents + ``value_dtype`` values)."""
         self._build()
-        return sum(
-            t.numel() * t.element_size() for t in (self._doc_ids, self._values, self._offsets)
-        )
+        held = [self._doc_ids, self._values, self._offsets]
+        if self._forward_codes is not None:
+            held += self._forward_codes
+        return sum(t.numel() * t.element_size() for t in held)
 
     def bytes_per_vector(self) -> float:
         """:meth:`memory_bytes` per stored code."""
@@ -326,10 +368,26 @@ class SparseIndex:
         """The ``top_k`` best stored codes for each query: ``(scores, ids)``, each ``[Q, top_k]``.
 
         Ranked by score descending, then id ascending. ``kernel`` picks the inverted path's
-        implementation (``"auto"``: numba when installed, else torch). Raises ``ValueError``
+        implementation (``"auto"``: numba when installed, else torch; on a ``pruning`` index
+        numba runs the threshold algorithm, torch the exhaustive walk). Raises ``ValueError``
         when ``top_k`` is outside ``[1, len(self)]`` or the queries' ``dim`` differs from the
         index's, and ``ImportError`` for ``kernel="numba"`` without numba.
         """
+        return self._search(queries, top_k, method, kernel, count=False)[0]
+
+    def postings_walked(
+        self, queries: SparseCodes, top_k: int = 10, *, kernel: Kernel = "auto"
+    ) -> torch.Tensor:
+        """``[Q]`` postings the inverted search reads for each query: every posting of its
+        latents, or with ``pruning`` (numba kernel) those the threshold algorithm reads before it
+        stops (each also reads the document's forward row). Validates like :meth:`search`."""
+        return self._search(queries, top_k, "inverted", kernel, count=True)[1]
+
+    def _search(
+        self, queries: SparseCodes, top_k: int, method: SearchMethod, kernel: Kernel, count: bool
+    ) -> tuple[SearchResult, torch.Tensor | None]:
+        """The search and, when ``count``, the postings each query read (``None`` otherwise:
+        counting costs a sort of the query entries, as much as a small search)."""
         queries = _check_codes("queries", queries, self.dim)
         self._build()
         if self._size == 0:
@@ -342,29 +400,62 @@ class SparseIndex:
         if kernel == "numba" and not numba_available():
             raise ImportError("kernel='numba' needs numba: pip install 'csrv2[fast]'")
         if method == "scan":
-            return self._search_scan(queries, top_k)
+            return self._search_scan(queries, top_k), None
         if queries.device.type != "cpu" or queries.values.dtype != torch.float32:
             queries = queries.to("cpu", dtype=torch.float32)
         if self.similarity == "cosine":
             queries = _l2_normalised(queries)
         if len(queries) == 0:
             empty = torch.zeros(0, top_k)
-            return SearchResult(empty, empty.long())
+            return SearchResult(empty, empty.long()), torch.zeros(0, dtype=torch.int64)
         if kernel == "torch" or (kernel == "auto" and not numba_available()):
             rows, latents, values = _merged_rows(queries)
             q_ptr = torch.zeros(len(queries) + 1, dtype=torch.int64)
             q_ptr[1:] = torch.cumsum(torch.bincount(rows, minlength=len(queries)), 0)
             scores, ids = self._search_torch(q_ptr, latents, values.double(), top_k)
-            return SearchResult(scores.float(), ids)
-        return self._search_numba(queries, top_k)
+            return SearchResult(scores.float(), ids), self._all_postings(queries) if count else None
+        if self.pruning:
+            return self._search_pruned(queries, top_k)
+        return self._search_numba(queries, top_k), self._all_postings(queries) if count else None
 
-    def _search_numba(self, queries: SparseCodes, top_k: int) -> SearchResult:
-        scratch = self._scratch
-        if getattr(scratch, "size", None) != self._size:
-            # All NaN between calls: the kernel resets what it touched.
-            scratch.acc = np.full(self._size, np.nan)
-            scratch.touched = np.empty(self._size, dtype=np.int32)
-            scratch.size = self._size
+    def _all_postings(self, queries: SparseCodes) -> torch.Tensor:
+        rows, latents, _ = _merged_rows(queries)
+        return torch.zeros(len(queries), dtype=torch.int64).index_add_(
+            0, rows, self._lengths()[latents]
+        )
+
+    def _search_pruned(self, queries: SparseCodes, top_k: int) -> tuple[SearchResult, torch.Tensor]:
+        arrays = self._numba_arrays()
+        if self._forward_arrays is None:
+            latents, values = self._forward_codes
+            if self.value_dtype == torch.float16:
+                values = values.view(torch.int16).numpy().view(np.uint16)
+            else:
+                values = values.numpy()
+            self._forward_arrays = (latents.numpy().ravel(), values.ravel(), latents.shape[1])
+        out_scores = np.empty((len(queries), top_k), dtype=np.float32)
+        out_ids = np.empty((len(queries), top_k), dtype=np.int64)
+        walked = np.empty(len(queries), dtype=np.int64)
+        _numba_module().search_pruned(
+            *arrays,
+            *self._forward_arrays,
+            queries.indices.contiguous().numpy(),
+            queries.values.contiguous().numpy(),
+            top_k,
+            out_scores,
+            out_ids,
+            walked,
+        )
+        scores, ids, walked = map(torch.from_numpy, (out_scores, out_ids, walked))
+        fallback = (walked < 0).nonzero().flatten()
+        if len(fallback):
+            rest = SparseCodes(queries.indices[fallback], queries.values[fallback], self.dim)
+            exhaustive = self._search_numba(rest, top_k)
+            scores[fallback], ids[fallback] = exhaustive.scores, exhaustive.ids
+            walked[fallback] = self._all_postings(rest)
+        return SearchResult(scores, ids), walked
+
+    def _numba_arrays(self) -> tuple[np.ndarray, ...]:
         if self._kernel_arrays is None:
             # numpy views made once per build: at batch 1 they cost more than the kernel.
             if self.value_dtype == torch.float16:
@@ -373,10 +464,19 @@ class SparseIndex:
             else:
                 stored, table = self._values.numpy(), _NO_TABLE
             self._kernel_arrays = (self._offsets.numpy(), self._doc_ids.numpy(), stored, table)
+        return self._kernel_arrays
+
+    def _search_numba(self, queries: SparseCodes, top_k: int) -> SearchResult:
+        scratch = self._scratch
+        if getattr(scratch, "size", None) != self._size:
+            # All NaN between calls: the kernel resets what it touched.
+            scratch.acc = np.full(self._size, np.nan)
+            scratch.touched = np.empty(self._size, dtype=np.int32)
+            scratch.size = self._size
         out_scores = np.empty((len(queries), top_k), dtype=np.float32)
         out_ids = np.empty((len(queries), top_k), dtype=np.int64)
         _numba_module().search_inverted(
-            *self._kernel_arrays,
+            *self._numba_arrays(),
             queries.indices.contiguous().numpy(),
             queries.values.contiguous().numpy(),
             top_k,
@@ -514,7 +614,8 @@ class SparseIndex:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the stored codes in their compact form (``latent_dtype`` ids and ``value_dtype``
-        values, ``[N, k_max]``; safetensors + JSON manifest, atomically)."""
+        values, ``[N, k_max]``; safetensors + JSON manifest, atomically). The posting lists (and
+        a pruning index's impact order) are rebuilt from them by :meth:`load`."""
         if self._size == 0:
             raise ValueError("the index is empty; add codes first")
         indices, values = self._forward(self.latent_dtype, self.value_dtype)
@@ -527,6 +628,7 @@ class SparseIndex:
                 "size": self._size,
                 "value_dtype": _dtype_name(self.value_dtype),
                 "latent_dtype": _dtype_name(self.latent_dtype),
+                "pruning": self.pruning,
                 # The stored codes of a cosine index are already normalised.
                 "normalised": True,
             },
@@ -534,8 +636,11 @@ class SparseIndex:
         )
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> SparseIndex:
-        """Load an index written by :meth:`save` (also the int64/float32 form of csrv2 0.1)."""
+    def load(cls, directory: str | os.PathLike, *, pruning: bool | None = None) -> SparseIndex:
+        """Load an index written by :meth:`save` (also the int64/float32 form of csrv2 0.1).
+
+        ``pruning`` overrides the saved index's choice (``None``: as saved; indexes saved before
+        it existed had none)."""
         tensors, config = load_artifact(directory, kind=INDEX_KIND)
         if {"indices", "values"} - tensors.keys():
             raise ArtifactError(f"index {str(directory)!r} lacks 'indices' or 'values'")
@@ -546,11 +651,15 @@ class SparseIndex:
             )
         except KeyError as err:
             raise ArtifactError(f"index {str(directory)!r} has an unknown dtype {err}") from None
+        saved_pruning = config.get("pruning", False)
+        if not isinstance(saved_pruning, bool):
+            raise ArtifactError(f"index {str(directory)!r} has a non-bool 'pruning' setting")
         index = cls(
             int(config["dim"]),
             config["similarity"],
             value_dtype=value_dtype,
             latent_dtype=latent_dtype,
+            pruning=saved_pruning if pruning is None else pruning,
         )
         if (
             not tensors["values"].dtype.is_floating_point
