@@ -437,3 +437,26 @@ def test_pruning_index_holds_the_forward_codes_and_reloads_pruned(tmp_path):
     assert loaded.search(query, 3).ids.tolist() == [[2, 0, 1]]
     with pytest.raises(TypeError, match="pruning must be a bool"):
         SparseIndex(4, pruning=1)
+
+
+def test_bench_subset_arguments_are_checked():
+    from csrv2 import bench
+
+    with pytest.raises(ValueError, match="ks must be"):
+        bench.run(ks=(3,))
+    with pytest.raises(ValueError, match="usages must be"):
+        bench.run(usages=("zipf",))
+
+
+def test_bench_interleaving_rotates_the_order():
+    from csrv2 import bench
+
+    calls = []
+    timings = bench._interleaved(
+        {name: (lambda name=name: calls.append(name)) for name in "abc"},
+        warmup=1,
+        repeats=3,
+        device=torch.device("cpu"),
+    )
+    assert calls == list("abc" + "abc" + "bca" + "cab")
+    assert [len(t.times_s) for t in timings.values()] == [3, 3, 3]

@@ -3,11 +3,12 @@
 The database holds synthetic codes (hidden = 4 x 384 = 1536) with values resampled from a
 trained head's codes and latents drawn either evenly or from that head's usage (``"skewed"``:
 a head trained for a few epochs on 384-d Gaussian-mixture inputs, CSRv2 recipe), so posting
-lists are as long as a real head makes them. Every comparison times ``SparseIndex.search``
-(float16 values, the numba kernel when installed; the ``scan`` path on a GPU) against one
-anchor on the same codes and queries, interleaved in one process
-(:func:`kernelkit.bench.compare`, one torch thread on the CPU); the ratio is anchor time over
-``SparseIndex`` time. The anchors:
+lists are as long as a real head makes them. Every anchor is timed against ``SparseIndex.search``
+(float16 values, the numba kernel when installed; the ``scan`` path on a GPU) and, on the CPU,
+against the same index built with ``pruning=True`` (threshold algorithm, exact), all three
+interleaved in one process on the same codes and queries (one torch thread); each ratio is
+anchor time over that index's time, and one more row per cell puts the exhaustive index itself
+as the anchor of the pruned one. The anchors:
 
 - dense fp32 matmul + top-k at 384-d, at 4096-d (the paper's e5-Mistral shape) and MRL-32
   (the first 32 dims). At 4096-d the database is scanned in 16,384-row chunks of one random
@@ -22,7 +23,11 @@ The last three come with ``pip install 'csrv2[bench]'`` and are skipped (with a 
 ``meta``) when missing. Batch 1 is online latency (``ONLINE`` single-query calls per timed
 run); batch 64 is one call. ``meta`` holds each method's bytes per vector, the postings a query
 touches (the sum of its latents' posting-list lengths) and each method's nanoseconds per touched
-posting (its time over the postings the inverted index walks, the floor memory latency sets).
+posting (its time over the postings the inverted index walks, the floor memory latency sets);
+for the pruned index also the postings it actually reads per query and its time per posting read.
+
+``run(ks=..., usages=...)`` (``csrv2 bench --k 2 --usage skewed``) restricts the grid, e.g. to the
+targets' cell at 1M codes, where the whole grid takes most of an hour on a shared machine.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -42,7 +48,7 @@ import torch
 from csrv2.index import SparseIndex, numba_available
 from csrv2.metrics import latent_usage
 from csrv2.training import recipe, train
-from kernelkit.bench import Comparison, compare
+from kernelkit.bench import Comparison, Timing
 from kernelkit.topk import SparseCodes
 from kernelkit.utils import pick_device, torch_threads
 
@@ -50,6 +56,7 @@ __all__ = ["run", "sample_codes"]
 
 D_IN, HIDDEN, QUERIES, TOP_K = 384, 1536, 64, 10
 KS = (2, 4, 8)
+USAGES = ("skewed", "even")
 BATCHES = (1, QUERIES)
 # Single-query calls per timed run at batch 1: enough work to time, few enough for dense 4096-d.
 ONLINE = 4
@@ -259,10 +266,45 @@ def _seismic_ids(results, n_queries: int) -> list[list[int]]:
     return found
 
 
-def run(quick: bool = True, device: str | torch.device | None = None) -> list[Comparison]:
-    """``SparseIndex`` (k = 2, 4, 8; even and skewed usage; batch 1 and 64) against the anchors,
-    as ratios anchor time / ``SparseIndex`` time. On a GPU only the dense anchors run, against
-    the ``scan`` path (kernelkit's Triton ``SparseCodes.dot``)."""
+def _interleaved(
+    fns: dict[str, Callable[[], object]], warmup: int, repeats: int, device: torch.device
+) -> dict[str, Timing]:
+    """Each callable timed ``repeats`` times, the order rotating every round (ABC, BCA, CAB, ...)
+    so that none always runs on a warmer or colder cache: :func:`kernelkit.bench.compare` for
+    more than two."""
+    labels = list(fns)
+    for _ in range(warmup):
+        for label in labels:
+            fns[label]()
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    for i in range(repeats):
+        for label in labels[i % len(labels) :] + labels[: i % len(labels)]:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fns[label]()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[label].append(time.perf_counter() - start)
+    return {label: Timing(label, tuple(t)) for label, t in times.items()}
+
+
+def run(
+    quick: bool = True,
+    device: str | torch.device | None = None,
+    *,
+    ks: tuple[int, ...] = KS,
+    usages: tuple[str, ...] = USAGES,
+) -> list[Comparison]:
+    """``SparseIndex`` (k = 2, 4, 8; skewed and even usage; batch 1 and 64), exhaustive and
+    pruned, against the anchors, as ratios anchor time / index time. On a GPU only the dense
+    anchors run, against the ``scan`` path (kernelkit's Triton ``SparseCodes.dot``). ``ks`` and
+    ``usages`` restrict the grid."""
+    ks, usages = tuple(ks), tuple(usages)
+    if not ks or any(k not in KS for k in ks):
+        raise ValueError(f"ks must be a non-empty subset of {KS}, got {ks}")
+    if not usages or any(u not in USAGES for u in usages):
+        raise ValueError(f"usages must be a non-empty subset of {USAGES}, got {usages}")
     dev = pick_device(device)
     n = 200_000 if quick else 1_000_000
     repeats = 5
@@ -293,8 +335,8 @@ def run(quick: bool = True, device: str | torch.device | None = None) -> list[Co
             ).to(dev)
             for d in (384, 4096, 32)
         }
-        for usage_name in ("skewed", "even"):
-            for k in KS:
+        for usage_name in usages:
+            for k in ks:
                 usage = trained[k] if usage_name == "skewed" else torch.ones(HIDDEN)
                 results += _run_config(
                     usage_name, usage, k, values, live, n, dense, dense_queries, generator,
@@ -314,6 +356,14 @@ def _run_config(
     touched = float(lengths[queries.indices].sum(dim=1).double().mean())
     exact = index.search(queries, TOP_K)
     on_cpu = dev.type == "cpu"
+    pruned = None
+    if on_cpu and numba_available():
+        pruned = SparseIndex(HIDDEN, value_dtype=torch.float16, pruning=True)
+        pruned.add(codes)
+        found = pruned.search(queries, TOP_K)
+        if not (torch.equal(found.ids, exact.ids) and torch.equal(found.scores, exact.scores)):
+            raise RuntimeError("the pruned index's results differ from the exhaustive index's")
+        walked = float(pruned.postings_walked(queries, TOP_K).double().mean())
     method = "inverted" if on_cpu else "scan"
     kernel = "numba" if numba_available() else "torch"
     queries_dev = queries if on_cpu else queries.to(dev)
@@ -329,12 +379,18 @@ def _run_config(
         "sparse_index": f"{method}, {kernel if on_cpu else 'triton/torch scan'}, float16 values",
         "bytes_per_vector_b": index.bytes_per_vector(),
     }
+    if pruned is not None:
+        meta["pruned_bytes_per_vector"] = pruned.bytes_per_vector()
+        meta["pruned_postings_walked_per_query"] = walked
     if missing:
         meta["anchors_not_installed"] = missing
 
-    def sparse_one(row: int):
+    def sparse_one(row: int, searched: SparseIndex = index):
         q = queries_dev if row < 0 else queries_dev[row : row + 1]
-        return index.search(q, TOP_K, method=method)
+        return searched.search(q, TOP_K, method=method)
+
+    def pruned_one(row: int):
+        return sparse_one(row, pruned)
 
     anchors: list[tuple[str, Callable[[int], object], float, dict]] = []
     for d, label in ((384, "dense fp32 384-d"), (4096, "dense fp32 4096-d"), (32, "MRL-32 fp32")):
@@ -379,25 +435,40 @@ def _run_config(
                         {"seismic_recall_at_10": recall},
                     )
                 )
+    exhaustive_label = f"SparseIndex k={k} ({method})"
+    pruned_label = f"SparseIndex pruned k={k} (threshold algorithm)"
+    if pruned is not None:
+        anchors.append((exhaustive_label, sparse_one, index.bytes_per_vector(), {}))
     out = []
     for label, anchor_one, anchor_bytes, extra in anchors:
         for batch in BATCHES:
-            c = compare(
-                _online(anchor_one, batch),
-                _online(sparse_one, batch),
-                name=f"top-{TOP_K}, {n} codes, k={k}, {usage_name} usage, batch {batch}: {label}",
-                label_a=label,
-                label_b=f"SparseIndex k={k} ({method})",
-                warmup=1,
-                # Seconds per call at 4096-d: fewer repeats, its own spread is small.
-                repeats=3 if "4096" in label else repeats,
-                device=dev,
-                meta={**meta, **extra, "batch": batch},
-            )
+            timed = {label: _online(anchor_one, batch)}
+            if label != exhaustive_label:
+                timed[exhaustive_label] = _online(sparse_one, batch)
+            if pruned is not None:
+                timed[pruned_label] = _online(pruned_one, batch)
+            # Seconds per call at 4096-d: fewer repeats, its own spread is small.
+            timings = _interleaved(timed, 1, 3 if "4096" in label else repeats, dev)
             queries_timed = ONLINE if batch == 1 else QUERIES
             postings = touched * queries_timed
-            c.meta["bytes_per_vector_a"] = None if math.isnan(anchor_bytes) else anchor_bytes
-            c.meta["ns_per_touched_posting_a"] = c.a.median_s * 1e9 / postings
-            c.meta["ns_per_touched_posting_b"] = c.b.median_s * 1e9 / postings
-            out.append(c)
+            name = f"top-{TOP_K}, {n} codes, k={k}, {usage_name} usage, batch {batch}: {label}"
+            for b_label in timed:
+                if b_label == label:
+                    continue
+                c = Comparison(
+                    name if b_label == exhaustive_label else f"{name} (vs pruned)",
+                    timings[label],
+                    timings[b_label],
+                    str(dev),
+                    {**meta, **extra, "batch": batch},
+                )
+                c.meta["bytes_per_vector_a"] = None if math.isnan(anchor_bytes) else anchor_bytes
+                c.meta["ns_per_touched_posting_a"] = c.a.median_s * 1e9 / postings
+                c.meta["ns_per_touched_posting_b"] = c.b.median_s * 1e9 / postings
+                if b_label == pruned_label:
+                    c.meta["bytes_per_vector_b"] = meta["pruned_bytes_per_vector"]
+                    c.meta["ns_per_walked_posting_b"] = (
+                        c.b.median_s * 1e9 / (walked * queries_timed)
+                    )
+                out.append(c)
     return out

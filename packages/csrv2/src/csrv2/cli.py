@@ -219,7 +219,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_eval)
 
     add_repro_and_bench(sub, package="csrv2", repro_run=repro.run, bench_run=bench.run)
+    p = sub.choices["bench"]
+    p.add_argument(
+        "--k", type=int, nargs="+", choices=bench.KS, default=list(bench.KS),
+        help="code widths to run (default: all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--usage", nargs="+", choices=bench.USAGES, default=list(bench.USAGES),
+        help="latent usages to run (default: all)",
+    )  # fmt: skip
+    p.set_defaults(handler=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from kernelkit.bench import comparisons_to_markdown
+    from kernelkit.io import atomic_write_text
+
+    results = bench.run(
+        quick=not args.full, device=args.device, ks=tuple(args.k), usages=tuple(args.usage)
+    )
+    print(comparisons_to_markdown(results))
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps([r.to_dict() for r in results], indent=2))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
