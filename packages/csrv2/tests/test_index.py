@@ -358,23 +358,23 @@ def test_bench_anchors_are_not_install_dependencies():
 
 
 @needs_numba
-@settings(max_examples=25)
+@settings(max_examples=40)
 @given(
     seed=st.integers(0, 2**16),
     k=st.integers(1, 6),
     value_dtype=st.sampled_from([torch.float32, torch.float16]),
     top_k=st.integers(1, 40),
-    levels=st.sampled_from([3, 50, 0]),
+    levels=st.sampled_from([2, 3, 50, 0]),
+    n=st.sampled_from([600, 5000]),
 )
-def test_pruned_search_equals_the_exhaustive_one(seed, k, value_dtype, top_k, levels):
-    """Non-negative codes drawn from a skewed latent usage (long lists, the threshold algorithm
-    stops early), values either few levels (many tied scores at the stopping boundary) or real:
-    the pruning index returns the exhaustive search's ids and scores bit for bit, and reads no
-    more postings."""
+def test_pruned_search_equals_the_exhaustive_one(seed, k, value_dtype, top_k, levels, n):
+    """Non-negative codes drawn from a skewed latent usage (lists many blocks long, the threshold
+    algorithm stops early), values either few levels (many tied scores at the stopping boundary)
+    or real: the pruning index returns the exhaustive search's ids and scores bit for bit, and
+    reads no more postings."""
     gen = torch.Generator().manual_seed(seed)
     dim = 48
     usage = 1.0 / torch.arange(1, dim + 1).double()
-    n = 600
     indices = torch.multinomial(usage, n * k, replacement=True, generator=gen).view(n, k)
     values = torch.rand(n, k, generator=gen)
     if levels:
@@ -460,3 +460,19 @@ def test_bench_interleaving_rotates_the_order():
     )
     assert calls == list("abc" + "abc" + "bca" + "cab")
     assert [len(t.times_s) for t in timings.values()] == [3, 3, 3]
+
+
+@needs_numba
+def test_pruned_search_does_not_stop_on_a_tie_with_an_unmet_lower_id():
+    """After the block of latent 1's list (Y, then X), the bound (U's value, at the head of latent
+    0's list) equals the kept X's score; U has the lower id, so stopping there would be wrong."""
+    indices = torch.full((61, 2), 2)
+    values = torch.zeros(61, 2)
+    values[:, 0] = 1.0
+    indices[10], values[10] = torch.tensor([0, 2]), torch.tensor([2.0, 0.0])  # U: score 2
+    indices[40], values[40] = torch.tensor([0, 1]), torch.tensor([1.0, 1.0])  # X: score 2
+    indices[60], values[60] = torch.tensor([1, 2]), torch.tensor([100.0, 0.0])  # Y: score 100
+    index = SparseIndex(3, pruning=True)
+    index.add(SparseCodes(indices, values, 3))
+    query = SparseCodes(torch.tensor([[0, 1]]), torch.ones(1, 2), 3)
+    assert index.search(query, 2).ids.tolist() == [[60, 10]]

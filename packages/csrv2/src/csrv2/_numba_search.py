@@ -184,40 +184,52 @@ def search_inverted(
             acc[touched[t]] = np.nan
 
 
-@njit(cache=True)
-def _unseen_score(
-    fwd_latents, fwd_values, table, width, doc, latents, weights, n_entries, at, values, doc_ids,
-    cursor, end,
-):  # fmt: skip
-    """Score ``doc``, met in the list of query entry ``at``, from its forward row; NaN when an
-    earlier step already met it in another of the query's lists.
+# Postings read between two checks of the stopping rule. Scored one at a time, each document's
+# forward row waited on memory behind the walk's branches (4-5x slower per posting, measured);
+# a block scored in one loop loads its rows in parallel, and reads at most BLOCK - 1 postings
+# past the point where the rule would have stopped.
+BLOCK = 32
 
-    The row's latents are ascending (padding: value 0 at the end), so one merge with the query's
-    entries gives the same float64 sum, in the same order, as the exhaustive kernel. ``doc`` sits
-    before the cursor of entry ``e``'s list, i.e. was met there, exactly when its (value, id) key
-    precedes the cursor's: lists are ordered by value descending, then id ascending.
+
+@njit(cache=True)
+def _score_block(
+    doc_ids, start, stop, at, fwd_latents, fwd_values, table, width, latents, weights,
+    n_entries, values, cursor, end, heads, scores,
+):  # fmt: skip
+    """``scores[i]``: the score of the document at position ``start + i`` of query entry
+    ``at``'s list, from its forward row; NaN when the walk already met it in another list.
+
+    Each query entry adds its product with the row's matching value, or 0.0 (which leaves a
+    float64 sum unchanged), in ascending-latent order: the exhaustive kernel's sum, bit for bit.
+    A document sits before the cursor of entry ``e``'s list, i.e. was met there, exactly when its
+    (value, id) key precedes the cursor's (``heads[e]``, its id): lists are ordered by value
+    descending, then id ascending.
     """
-    score = 0.0
-    j = doc * width
-    row_end = j + width
-    for e in range(n_entries):
-        latent = latents[e]
-        while j < row_end and fwd_values[j] != 0 and fwd_latents[j] < latent:
-            j += 1
-        if j == row_end or fwd_values[j] == 0:
-            break
-        if fwd_latents[j] != latent:
-            continue
-        value = _stored_value(fwd_values, table, j)
-        if e != at:
-            c = cursor[e]
-            if c >= end[e]:
-                return np.nan
-            head = _stored_value(values, table, c)
-            if value > head or (value == head and doc < doc_ids[c]):
-                return np.nan
-        score += np.float64(weights[e]) * value
-    return score
+    for i in range(stop - start):
+        doc = doc_ids[start + i]
+        base = doc * width
+        score = 0.0
+        seen = False
+        for e in range(n_entries):
+            if e == at:
+                # The list holds this value already: no search of the row for it.
+                contribution = np.float64(weights[e]) * _stored_value(values, table, start + i)
+            else:
+                latent = latents[e]
+                contribution = 0.0
+                # Padding entries (value 0) may carry latent 0; the value test skips them.
+                for j in range(base, base + width):
+                    if fwd_latents[j] == latent and fwd_values[j] != 0:
+                        value = _stored_value(fwd_values, table, j)
+                        contribution = np.float64(weights[e]) * value
+                        c = cursor[e]
+                        seen |= (
+                            c >= end[e]
+                            or value > heads[e]
+                            or (value == heads[e] and doc < doc_ids[c])
+                        )
+            score += contribution
+        scores[i] = np.nan if seen else score
 
 
 @njit(cache=True)
@@ -242,10 +254,10 @@ def search_pruned(
     ``offsets`` / ``doc_ids`` / ``values``: each latent's postings ordered by value descending,
     then id ascending; ``fwd_latents`` / ``fwd_values``: the stored codes row-major, ``width``
     entries per document (latents ascending, padded with value 0). For each query the lists are
-    walked one posting at a time, always in the list whose next contribution ``w * v`` is the
-    largest; each document is scored exactly from its forward row the first time it is met. The
-    walk stops once ``top_k`` documents are kept and the worst of them scores strictly above the
-    bound: the float64 sum, in ascending-latent order, of each list's next contribution (0 for an
+    walked ``BLOCK`` postings at a time, always in the list whose next contribution ``w * v`` is
+    the largest; each document is scored exactly from its forward row the first time it is met.
+    Between blocks the walk stops once ``top_k`` documents are kept and the worst of them scores
+    strictly above the bound: the float64 sum, in ascending-latent order, of each list's next contribution (0 for an
     exhausted list). Every unmet document's score is the same kind of sum of terms no larger
     (0 where it lacks the latent), and rounding to nearest is monotone, so none can reach it,
     tie rule included. Documents sharing no latent with the query score exactly 0 and fill the
@@ -262,6 +274,8 @@ def search_pruned(
     weights = np.empty(k_max, np.float32)
     cursor = np.empty(k_max, np.int64)
     end = np.empty(k_max, np.int64)
+    heads = np.empty(k_max, np.float64)
+    scores = np.empty(BLOCK, np.float64)
     for row in range(q_indices.shape[0]):
         n_entries = _merge_query(q_indices, q_values, row, latents, weights)
         positive = True
@@ -283,32 +297,36 @@ def search_pruned(
             best_c = 0.0
             for e in range(n_entries):
                 if cursor[e] < end[e]:
-                    c = np.float64(weights[e]) * _stored_value(values, table, cursor[e])
+                    heads[e] = _stored_value(values, table, cursor[e])
+                    c = np.float64(weights[e]) * heads[e]
                     bound += c
                     if best < 0 or c > best_c:
                         best = e
                         best_c = c
             if best < 0 or (size == top_k and heap_s[0] > bound):
                 break
-            p = cursor[best]
-            cursor[best] = p + 1
-            n_walked += 1
-            doc = doc_ids[p]
-            score = _unseen_score(
-                fwd_latents, fwd_values, table, width, doc, latents, weights, n_entries, best,
-                values, doc_ids, cursor, end,
+            start = cursor[best]
+            stop = min(start + BLOCK, end[best])
+            cursor[best] = stop
+            n_walked += stop - start
+            _score_block(
+                doc_ids, start, stop, best, fwd_latents, fwd_values, table, width, latents,
+                weights, n_entries, values, cursor, end, heads, scores,
             )  # fmt: skip
-            if math.isnan(score):
-                continue
-            if size < top_k:
-                heap_s[size] = score
-                heap_d[size] = doc
-                _sift_up(heap_s, heap_d, size)
-                size += 1
-            elif _better(score, doc, heap_s[0], heap_d[0]):
-                heap_s[0] = score
-                heap_d[0] = doc
-                _sift_down(heap_s, heap_d, size, 0)
+            for i in range(stop - start):
+                score = scores[i]
+                if math.isnan(score):
+                    continue
+                doc = doc_ids[start + i]
+                if size < top_k:
+                    heap_s[size] = score
+                    heap_d[size] = doc
+                    _sift_up(heap_s, heap_d, size)
+                    size += 1
+                elif _better(score, doc, heap_s[0], heap_d[0]):
+                    heap_s[0] = score
+                    heap_d[0] = doc
+                    _sift_down(heap_s, heap_d, size, 0)
         walked[row] = n_walked
         kept = size
         while size > 0:
