@@ -446,14 +446,15 @@ class SparseIndex:
             out_ids,
             walked,
         )
-        scores, ids, walked = map(torch.from_numpy, (out_scores, out_ids, walked))
-        fallback = (walked < 0).nonzero().flatten()
-        if len(fallback):
+        scores, ids = torch.from_numpy(out_scores), torch.from_numpy(out_ids)
+        # numpy's test: torch's costs more than the kernel on a single query.
+        if (walked < 0).any():
+            fallback = torch.from_numpy(np.flatnonzero(walked < 0))
             rest = SparseCodes(queries.indices[fallback], queries.values[fallback], self.dim)
             exhaustive = self._search_numba(rest, top_k)
             scores[fallback], ids[fallback] = exhaustive.scores, exhaustive.ids
-            walked[fallback] = self._all_postings(rest)
-        return SearchResult(scores, ids), walked
+            walked[fallback.numpy()] = self._all_postings(rest).numpy()
+        return SearchResult(scores, ids), torch.from_numpy(walked)
 
     def _numba_arrays(self) -> tuple[np.ndarray, ...]:
         if self._kernel_arrays is None:
