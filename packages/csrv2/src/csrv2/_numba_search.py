@@ -185,7 +185,7 @@ def search_inverted(
 
 
 # Postings read between two checks of the stopping rule. Scored one at a time, each document's
-# forward row waited on memory behind the walk's branches (4-5x slower per posting, measured);
+# forward row waited on memory behind the walk's branches (4-6x slower per posting, measured);
 # a block scored in one loop loads its rows in parallel, and reads at most BLOCK - 1 postings
 # past the point where the rule would have stopped.
 BLOCK = 32
@@ -270,11 +270,11 @@ def search_pruned(
     walked ``BLOCK`` postings at a time, always in the list whose next contribution ``w * v`` is
     the largest; each document is scored exactly from its forward row the first time it is met.
     Between blocks the walk stops once ``top_k`` documents are kept and the worst of them scores
-    strictly above the bound: the float64 sum, in ascending-latent order, of each list's next contribution (0 for an
-    exhausted list). Every unmet document's score is the same kind of sum of terms no larger
-    (0 where it lacks the latent), and rounding to nearest is monotone, so none can reach it,
-    tie rule included. Documents sharing no latent with the query score exactly 0 and fill the
-    ranks the walk leaves empty, in id order.
+    strictly above the bound: the float64 sum, in ascending-latent order, of each list's next
+    contribution (0 for an exhausted list). Every unmet document's score is the same kind of sum
+    of terms no larger (0 where it lacks the latent), and rounding to nearest is monotone, so none
+    can reach it, tie rule included. Documents sharing no latent with the query score exactly 0
+    and fill the ranks the walk leaves empty, in id order.
 
     The bound needs every term non-negative: a query with a negative weight, or whose lists hold a
     negative value, is not walked; its ``walked`` entry is -1 and the caller runs the exhaustive

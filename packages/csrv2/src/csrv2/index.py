@@ -197,7 +197,7 @@ class SparseIndex:
     ) -> None:
         self.dim = check_int_in_range("dim", dim, 1)
         if not isinstance(pruning, bool):
-            raise TypeError(f"pruning must be a bool, got {type(pruning).__name__}")
+            raise TypeError(f"pruning must be a bool (True or False), got {pruning!r}")
         if similarity not in ("dot", "cosine"):
             raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
         if value_dtype not in _VALUE_DTYPES.values():
