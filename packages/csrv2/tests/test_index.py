@@ -476,3 +476,21 @@ def test_pruned_search_does_not_stop_on_a_tie_with_an_unmet_lower_id():
     index.add(SparseCodes(indices, values, 3))
     query = SparseCodes(torch.tensor([[0, 1]]), torch.ones(1, 2), 3)
     assert index.search(query, 2).ids.tolist() == [[60, 10]]
+
+
+def test_cli_index_builds_a_pruning_index(tmp_path, capsys):
+    from csrv2.cli import CODES_KIND, main
+
+    gen = torch.Generator().manual_seed(6)
+    docs = topk_codes(torch.randn(40, 16, generator=gen).relu(), 2)
+    save_artifact(
+        tmp_path / "codes", {"indices": docs.indices, "values": docs.values}, {"dim": 16},
+        kind=CODES_KIND,
+    )  # fmt: skip
+    args = ["index", "--codes", str(tmp_path / "codes"), "--similarity", "dot"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--out", str(tmp_path / "pruned"), "--pruning"]) == 0
+    plain, pruned = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert pruned["bytes"] > plain["bytes"]
+    assert SparseIndex.load(tmp_path / "pruned").pruning
+    assert not SparseIndex.load(tmp_path / "plain").pruning

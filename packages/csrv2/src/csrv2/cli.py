@@ -105,7 +105,7 @@ def _load_codes(directory: Path) -> SparseCodes:
 
 def _index(args: argparse.Namespace) -> int:
     codes = _load_codes(args.codes)
-    index = SparseIndex(codes.dim, similarity=args.similarity)
+    index = SparseIndex(codes.dim, similarity=args.similarity, pruning=args.pruning)
     index.add(codes)
     index.save(args.out)
     print(json.dumps({"index": str(args.out), "size": len(index), "bytes": index.memory_bytes()}))
@@ -202,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build an inverted index over codes")
     p.add_argument("--codes", type=Path, required=True, help="codes artifact directory")
     p.add_argument("--similarity", choices=("dot", "cosine"), default="cosine")
+    p.add_argument(
+        "--pruning",
+        action="store_true",
+        help="exact threshold-algorithm search (impact-ordered lists + forward codes; pays at k=2)",
+    )
     p.add_argument("--out", type=Path, required=True, help="index directory")
     p.set_defaults(handler=_index)
 
