@@ -113,7 +113,8 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
     return report
 
 
-def _run(report: Report, quick: bool) -> None:
+def _data(quick: bool):
+    """The chatterbot tasks with their MiniLM embeddings (cached between runs)."""
     classification = chatterbot_classification(max_per_class=80 if quick else 150)
     retrieval = chatterbot_retrieval()
     all_texts = (
@@ -134,6 +135,66 @@ def _run(report: Report, quick: bool) -> None:
         _stack(lookup, retrieval.queries), _stack(lookup, retrieval.documents), retrieval.relevant
     )
     ret_train = _stack(lookup, retrieval.train_texts)
+    return classification, retrieval, all_texts, lookup, cls_data, ret_data, ret_train
+
+
+def _fit_head(name: str, k: int, x, labels, seed: int, hidden: int, steps: int, **extra):
+    epochs = max(1, round(steps / math.ceil(len(x) / BATCH_SIZE)))
+    config = recipe(
+        name,
+        k=k,
+        hidden=hidden,
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        lr=LR,
+        seed=1227 + seed,
+        **extra,
+    )
+    return train(x, labels, config, show_progress=False).model
+
+
+# The balance experiment's second, separately fixed run (quick scale): the first (seeds 0-2,
+# quick scale) left both claims inconclusive, with the search-time interval straddling 1.2x.
+# Eight fresh seeds, the same heads, coefficient, database and thresholds, fixed before the run;
+# its verdicts come from these seeds alone.
+BALANCE_REPLICATION_SEEDS = range(3, 11)
+
+
+def run_balance_replication(out_dir: str | os.PathLike, quick: bool = True) -> Report:
+    """Only the balance experiment, over ``BALANCE_REPLICATION_SEEDS``; returns the report."""
+    report = Report("csrv2", Path(out_dir), quick=quick)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with torch_threads(1):
+        _, retrieval, _, _, _, ret_data, ret_train = _data(quick)
+        hidden = HIDDEN_MULTIPLE * ret_train.shape[1]
+        balance_experiment(
+            report,
+            lambda seed, coef: _fit_head(
+                "csrv2",
+                2,
+                ret_train,
+                retrieval.train_labels,
+                seed,
+                hidden,
+                STEPS[quick],
+                batch_by_label=True,
+                balance_coef=coef,
+            ),
+            ret_data,
+            ret_train,
+            BALANCE_REPLICATION_SEEDS,
+            BALANCE_DATABASE[quick],
+        )
+    report.notes.append(
+        f"Total time {time.perf_counter() - started:.0f} s wall clock, "
+        f"{time.process_time() - cpu_started:.0f} s CPU (torch on 1 thread)."
+    )
+    report.write()
+    return report
+
+
+def _run(report: Report, quick: bool) -> None:
+    classification, retrieval, all_texts, lookup, cls_data, ret_data, ret_train = _data(quick)
     held_out = set(classification.test_texts) | set(retrieval.queries)
     shared_texts = sorted(set(classification.train_texts + retrieval.train_texts) - held_out)
     shared_train = _stack(lookup, shared_texts)
@@ -195,18 +256,7 @@ def _run(report: Report, quick: bool) -> None:
         )
 
     def fit(name: str, k: int, x: torch.Tensor, labels: torch.Tensor | None, seed: int, **extra):
-        epochs = max(1, round(steps / math.ceil(len(x) / BATCH_SIZE)))
-        config = recipe(
-            name,
-            k=k,
-            hidden=hidden,
-            epochs=epochs,
-            batch_size=BATCH_SIZE,
-            lr=LR,
-            seed=1227 + seed,
-            **extra,
-        )
-        return train(x, labels, config, show_progress=False).model
+        return _fit_head(name, k, x, labels, seed, hidden, steps, **extra)
 
     def evaluate_head(label: str, k: int, seed: int, extra: dict) -> tuple[dict, dict, dict]:
         name = label.split(" ")[0]
