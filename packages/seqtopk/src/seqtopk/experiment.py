@@ -270,6 +270,20 @@ def _train_step(model, optimizer, task, config: TrainConfig, step: int, batch_in
     return float(out.loss.detach())
 
 
+def _start_training(model, config) -> torch.optim.Optimizer:
+    """Route ``model`` for training as ``config`` says (offline) and return its AdamW; a TopK
+    config must use the model's own K (transformers' router reads ``num_experts_per_tok``)."""
+    if config.routing == "topk" and config.k != model.config.num_experts_per_tok:
+        raise ValueError(
+            f"config.k must be the model's num_experts_per_tok={model.config.num_experts_per_tok} "
+            f"for TopK routing (transformers' router reads it), got {config.k}"
+        )
+    low, high = config.bounds(model.config.num_experts)
+    _route(model, config.routing, config.k, low, high, "offline")
+    model.train()
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+
+
 def continue_training(model, task: MixtureTask, config: TrainConfig, *, first_batch: int):
     """Fine-tune an already trained ``model`` for ``config.steps`` steps with ``config.routing``.
 
@@ -280,15 +294,7 @@ def continue_training(model, task: MixtureTask, config: TrainConfig, *, first_ba
     Returns ``(model, losses)``; the model is left routed as fine-tuned.
     """
     check_int_in_range("first_batch", first_batch, 0)
-    if config.routing == "topk" and config.k != model.config.num_experts_per_tok:
-        raise ValueError(
-            f"config.k must be the model's num_experts_per_tok={model.config.num_experts_per_tok} "
-            f"for TopK routing (transformers' router reads it), got {config.k}"
-        )
-    low, high = config.bounds(model.config.num_experts)
-    _route(model, config.routing, config.k, low, high, "offline")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    model.train()
+    optimizer = _start_training(model, config)
     losses = [
         _train_step(model, optimizer, task, config, step, first_batch + step)
         for step in progress(range(config.steps), desc=f"fine-tune {config.routing}")

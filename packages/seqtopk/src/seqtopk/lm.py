@@ -24,7 +24,13 @@ import torch
 
 from kernelkit.utils import progress, seed_everything
 from kernelkit.validation import check_int_in_range, check_ndim, check_tensor
-from seqtopk.experiment import SmallMoEConfig, _default_cap, _route, build_small_moe
+from seqtopk.experiment import (
+    SmallMoEConfig,
+    _default_cap,
+    _route,
+    _start_training,
+    build_small_moe,
+)
 
 __all__ = [
     "BYTE_OFFSET",
@@ -247,15 +253,7 @@ def train_lm(
         model = build_small_moe(
             model_config or SmallMoEConfig(), VOCAB_SIZE, config.k, seed=config.seed
         )
-    elif config.routing == "topk" and config.k != model.config.num_experts_per_tok:
-        raise ValueError(
-            f"config.k must be the model's num_experts_per_tok={model.config.num_experts_per_tok} "
-            f"for TopK routing (transformers' router reads it), got {config.k}"
-        )
-    low, high = config.bounds(model.config.num_experts)
-    _route(model, config.routing, config.k, low, high, "offline")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    model.train()
+    optimizer = _start_training(model, config)
     losses = []
     for step in progress(range(config.steps), desc=f"byte LM {config.routing} K={config.k}"):
         rate = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from kernelkit.repro import Report, new_figure
 from kernelkit.utils import torch_threads
+from seqtopk._repro_common import equal_budget_bounds, paired, per_seed, spread
 from seqtopk.experiment import (
     KINDS,
     SmallMoEConfig,
@@ -85,9 +86,7 @@ _THRESHOLDS = {"gain": 0.0, "relative_drop": -0.05, "recovery": -0.02}
 
 
 def seqtopk_bounds(k: int) -> tuple[int, int]:
-    """(L, U) of the equal-budget comparisons: L=0 so that budget can move even at K=1 (with
-    L=1 and K=1 SeqTopK is TopK), and the paper's cap K+2."""
-    return 0, min(k + 2, MODEL.num_experts)
+    return equal_budget_bounds(k, MODEL.num_experts)
 
 
 def _evaluate(model, task, routing: str, k: int, low: int, high: int, mode: str, seq_len: int):
@@ -104,17 +103,12 @@ def _evaluate(model, task, routing: str, k: int, low: int, high: int, mode: str,
     )
 
 
-def _paired(better: list[float], worse: list[float]) -> list[float]:
-    return [b - w for b, w in zip(better, worse, strict=True)]
-
-
 def _spread(values: list[float]) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3f}±{std:.3f}"
+    return spread(values, 3)
 
 
 def _per_seed(values: list[float]) -> str:
-    return ", ".join(f"{v:+.3f}" for v in values)
+    return per_seed(values, 3)
 
 
 def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
@@ -224,7 +218,7 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
 
     premise_held = {}
     for k in levels:
-        gaps = _paired(hard("topk", 2 * k, "topk"), hard("topk", k, "topk"))
+        gaps = paired(hard("topk", 2 * k, "topk"), hard("topk", k, "topk"))
         claim = report.add_claim(
             f"premise control, K={k}: TopK with 2K={2 * k} experts beats TopK with K={k} on "
             "hard-answer accuracy, so hard tokens want more experts",
@@ -249,7 +243,7 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
             ("offline", "offline (non-causal: the allocation sees later tokens)"),
             ("online", "online (causal, as decoding with the expert cache)"),
         ):
-            gaps = _paired(hard("seqtopk", k, mode), hard("topk", k, "topk"))
+            gaps = paired(hard("seqtopk", k, mode), hard("topk", k, "topk"))
             gains[(k, mode)] = gaps
             report.add_claim(
                 f"K={k} (L={low}, U={high}): SeqTopK evaluated {where} beats TopK at equal "
@@ -262,7 +256,7 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
                 f"{_spread(hard('seqtopk', k, mode))} vs TopK {_spread(hard('topk', k, 'topk'))}",
             )
     sparse, dense = min(levels), max(levels)
-    growth = _paired(gains[(sparse, "online")], gains[(dense, "online")])
+    growth = paired(gains[(sparse, "online")], gains[(dense, "online")])
     report.add_claim(
         f"the online gain over TopK is larger at K={sparse} than at K={dense} (of "
         f"{MODEL.num_experts} experts): the gain grows with sparsity",
@@ -288,7 +282,7 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
         details=f"relative change per seed ({_per_seed(relative)}); hard accuracy TopK "
         f"{_spread(adoption['topk'])} -> swapped {_spread(adoption['swapped'])}",
     )
-    recovery = _paired(adoption["tuned_seqtopk"], adoption["tuned_topk"])
+    recovery = paired(adoption["tuned_seqtopk"], adoption["tuned_topk"])
     report.add_claim(
         f"adoption, K={ADOPTION_K}: after {FINETUNE_STEPS} fine-tuning steps with SeqTopK, online "
         f"SeqTopK is within 0.02 of the TopK model fine-tuned for the same {FINETUNE_STEPS} steps "

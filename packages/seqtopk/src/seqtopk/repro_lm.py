@@ -29,6 +29,7 @@ from pathlib import Path
 
 from kernelkit.repro import Report, new_figure
 from kernelkit.utils import torch_threads
+from seqtopk._repro_common import equal_budget_bounds, paired, per_seed, spread
 from seqtopk.experiment import SmallMoEConfig
 from seqtopk.lm import (
     BYTE_OFFSET,
@@ -96,21 +97,15 @@ _THRESHOLDS = {"gain": 0.0, "relative_drop": 0.05, "recovery": 0.02}
 
 
 def seqtopk_bounds(k: int) -> tuple[int, int]:
-    """(L, U) of the equal-budget comparisons: L=0 so budget can move at K=1, the paper's cap."""
-    return 0, min(k + 2, LM_MODEL.num_experts)
+    return equal_budget_bounds(k, LM_MODEL.num_experts)
 
 
 def _per_seed(values: list[float]) -> str:
-    return ", ".join(f"{v:+.4f}" for v in values)
+    return per_seed(values, 4)
 
 
 def _spread(values: list[float]) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.4f}±{std:.4f}"
-
-
-def _paired(a: list[float], b: list[float]) -> list[float]:
-    return [x - y for x, y in zip(a, b, strict=True)]
+    return spread(values, 4)
 
 
 def _cli_finetune(base: Path, train_file: Path, out: Path, routing: str, steps: int, seed: int):
@@ -166,6 +161,20 @@ def run_byte_lm(report: Report, quick: bool = True, work_dir: str | Path | None 
         bpb.setdefault((name, k), []).append(value)
         report.add_metrics(experiment="byte LM", run=name, k=k, seed=seed, bits_per_byte=value)
 
+    def finetune(model, routing: str, k: int, seed: int, **bounds):
+        """Fine-tune ``model`` in place from where pretraining stopped (fresh windows)."""
+        config = LMTrainConfig(
+            routing=routing,
+            k=k,
+            steps=size["finetune"],
+            batch_size=BATCH,
+            seq_len=SEQ_LEN,
+            lr=FINETUNE_LR,
+            seed=seed,
+            **bounds,
+        )
+        return train_lm(corpus, config, model=model, first_step=size["pretrain"])[0]
+
     with torch_threads(1), tempfile.TemporaryDirectory() as scratch:
         work = Path(work_dir) if work_dir is not None else Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
@@ -189,39 +198,13 @@ def run_byte_lm(report: Report, quick: bool = True, work_dir: str | Path | None 
                 record("TopK pretrained", k, seed, evaluate_lm(model, windows, routing="topk", k=k))
                 if k == ADOPTION_K:
                     save_model(model, work / f"seed{seed}" / "base")
-                tuned_topk, _ = train_lm(
-                    corpus,
-                    LMTrainConfig(
-                        routing="topk",
-                        k=k,
-                        steps=size["finetune"],
-                        batch_size=BATCH,
-                        seq_len=SEQ_LEN,
-                        lr=FINETUNE_LR,
-                        seed=seed,
-                    ),
-                    model=copy.deepcopy(model),
-                    first_step=size["pretrain"],
-                )
+                tuned_topk = finetune(copy.deepcopy(model), "topk", k, seed)
                 record("TopK", k, seed, evaluate_lm(tuned_topk, windows, routing="topk", k=k))
                 if k not in levels:
                     continue
                 low, high = seqtopk_bounds(k)
-                tuned_seq, _ = train_lm(
-                    corpus,
-                    LMTrainConfig(
-                        routing="seqtopk",
-                        k=k,
-                        steps=size["finetune"],
-                        batch_size=BATCH,
-                        seq_len=SEQ_LEN,
-                        lr=FINETUNE_LR,
-                        seed=seed,
-                        min_per_token=low,
-                        max_per_token=high,
-                    ),
-                    model=model,
-                    first_step=size["pretrain"],
+                tuned_seq = finetune(
+                    model, "seqtopk", k, seed, min_per_token=low, max_per_token=high
                 )
                 for mode in ("online", "offline"):
                     value = evaluate_lm(
@@ -283,7 +266,7 @@ def run_byte_lm(report: Report, quick: bool = True, work_dir: str | Path | None 
 def _claims(report: Report, bpb, levels) -> None:
     premise_held = {}
     for k in levels:
-        gaps = _paired(bpb[("TopK", 2 * k)], bpb[("TopK", k)])
+        gaps = paired(bpb[("TopK", 2 * k)], bpb[("TopK", k)])
         claim = report.add_claim(
             f"byte LM premise control, K={k}: TopK with 2K={2 * k} experts has lower held-out "
             f"bits per byte than TopK with K={k}, so more experts help",
@@ -304,8 +287,8 @@ def _claims(report: Report, bpb, levels) -> None:
             if premise_held[k]
             else f"premise at K={k} NOT held, so this comparison carries no evidence about SeqTopK"
         )
-        gaps = _paired(bpb[("SeqTopK online", k)], bpb[("TopK", k)])
-        offline = _paired(bpb[("SeqTopK offline", k)], bpb[("TopK", k)])
+        gaps = paired(bpb[("SeqTopK online", k)], bpb[("TopK", k)])
+        offline = paired(bpb[("SeqTopK offline", k)], bpb[("TopK", k)])
         gains[k] = [-gap for gap in gaps]
         report.add_claim(
             f"byte LM, K={k} (L={low}, U={high}): SeqTopK fine-tuned from the TopK checkpoint "
@@ -321,7 +304,7 @@ def _claims(report: Report, bpb, levels) -> None:
             f"offline (non-causal, reference) differences ({_per_seed(offline)})",
         )
     sparse, dense = min(levels), max(levels)
-    growth = _paired(gains[sparse], gains[dense])
+    growth = paired(gains[sparse], gains[dense])
     report.add_claim(
         f"byte LM: the online gain over TopK (TopK - SeqTopK bits per byte) is larger at K={sparse}"
         f" than at K={dense} (of {LM_MODEL.num_experts} experts): the gain grows with sparsity",
@@ -349,7 +332,7 @@ def _claims(report: Report, bpb, levels) -> None:
     )
     tuned_seq = bpb[("adoption: finetune --routing seqtopk", ADOPTION_K)]
     tuned_topk = bpb[("adoption: finetune --routing topk", ADOPTION_K)]
-    recovery = _paired(tuned_seq, tuned_topk)
+    recovery = paired(tuned_seq, tuned_topk)
     report.add_claim(
         f"byte LM adoption, K={ADOPTION_K}: after `seqtopk finetune --routing seqtopk` (<= 100 "
         "steps) online SeqTopK is within 0.02 bits per byte of the model fine-tuned by "

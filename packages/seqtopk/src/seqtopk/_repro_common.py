@@ -1,0 +1,26 @@
+"""Helpers shared by the two settings of ``seqtopk repro`` (the table task and the byte LM)."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def equal_budget_bounds(k: int, num_experts: int) -> tuple[int, int]:
+    """(L, U) of the equal-budget comparisons: L=0 so that budget can move even at K=1 (with
+    L=1 and K=1 SeqTopK is TopK), and the paper's cap K+2."""
+    return 0, min(k + 2, num_experts)
+
+
+def paired(first: list[float], second: list[float]) -> list[float]:
+    """Per-seed differences ``first - second``."""
+    return [a - b for a, b in zip(first, second, strict=True)]
+
+
+def spread(values: list[float], digits: int) -> str:
+    """``mean±std`` over the seeds."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.{digits}f}±{std:.{digits}f}"
+
+
+def per_seed(values: list[float], digits: int) -> str:
+    return ", ".join(f"{v:+.{digits}f}" for v in values)
