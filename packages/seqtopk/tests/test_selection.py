@@ -289,20 +289,23 @@ def test_online_prompt_in_one_pass_equals_token_by_token(chunk, monkeypatch):
     assert torch.equal(state.used, stepped.used)
 
 
-@pytest.mark.parametrize("multiples", [(2, 4, None), (None,), (0.01, None)])
-def test_online_prompt_floor_retries_stay_exact(multiples, monkeypatch):
+@pytest.mark.parametrize("multiple", [2, 0.05, 100])
+def test_online_prompt_floor_repair_stays_exact(multiple, monkeypatch):
     import seqtopk.online as online_module
 
-    monkeypatch.setattr(online_module, "_KEEP_MULTIPLES", multiples)
+    monkeypatch.setattr(online_module, "_KEEP_MULTIPLE", multiple)
     gen = torch.Generator().manual_seed(5)
     # Early tokens score far below later ones, so a floor placed by the whole sequence's
-    # quantile leaves the first prefixes short of their m*k scores and forces the retries.
+    # quantile leaves the first prefixes short of their m*k scores and forces the repair.
     probs = torch.rand(2, 60, 16, generator=gen) * torch.linspace(0.01, 1, 60).view(1, 60, 1)
     probs[1, 30:] = probs[1, :30].flip(0)
     mask = torch.ones(2, 60, dtype=torch.bool)
     mask[0, 10:13] = False
     allowance = mask.long().cumsum(1) * 3
-    assert online_module._inside_counts(probs, mask, allowance, 2 * 3 / 16, 5) is None
+    kth_best = probs.topk(3, dim=-1).values[..., 2]
+    floors = online_module._prompt_floors(probs, mask, kth_best, allowance, multiple * 3 / 16)
+    if multiple == 2:
+        assert bool((floors[0, :5] < floors[0, -1]).all())  # the repair lowered early floors
     routed, state = online_select(probs, 3, mask, 1, 5)
     assert torch.equal(routed, online_select_reference(probs, 3, mask, 1, 5))
     step, _ = online_select(probs[:, :1], 3, mask[:, :1], 1, 5, state=state)

@@ -20,7 +20,7 @@ expert), ``s_j`` is inside the top m*k exactly when ``#(past scores >= s_j) + j 
 - **a prompt** (the first call of a state, many tokens at once) needs only each prefix's
   threshold ``tau_t``, the ``m_t k``-th best score among tokens ``<= t``: ``c_t`` is how many of
   the token's own scores rank at or above it. Scores below a floor that every prefix's threshold
-  provably clears are dropped (all but about ``2k/E`` of them), the rest sorted once, and each
+  provably clears are dropped (all but about ``1.5k/E`` of them), the rest sorted once, and each
   ``tau_t`` located from per-block counts of the sorted list (see :func:`_inside_counts`). The
   sorted runs that decode steps search are built from the history at the first later call.
 - **a later call with many tokens** (chunked prefill, speculative decoding) is routed in chunks
@@ -50,10 +50,10 @@ __all__ = ["OnlineRoutingState", "online_select", "online_select_reference"]
 _CHUNK = 16
 
 
-# The first call keeps each sequence's best scores above a floor, at these multiples of the
-# share k/E that a prefix's top-(m k) holds, tried in order (None keeps them all): twice the
-# share almost always suffices; the retries cover a prefix whose scores sit low against the rest.
-_KEEP_MULTIPLES = (2, 4, None)
+# The first call keeps each sequence's scores above a floor placed at this multiple of the share
+# k/E that a prefix's top-(m k) holds (tokens of a prefix that the floor would leave short get
+# a lower floor of their own; see `_prompt_floors`).
+_KEEP_MULTIPLE = 1.5
 # Bound on the prompt pass's two [B, T, ~sqrt(kept)] float32 tensors (256 MB each); longer
 # prompts (with B=8 and E=64, beyond about 10k tokens) take the chunked pass.
 _PROMPT_TABLE_ENTRIES = 2**26
@@ -221,14 +221,11 @@ class OnlineRoutingState:
         docstring); the sorted runs the decode steps search are built only when a later call
         needs them."""
         high, low, k = self.max_per_token, self.min_per_token, self.k
-        _, experts = _ranked_top(scores, high)
+        values, experts = _ranked_top(scores, high)
         seen = valid.long().cumsum(dim=1)  # m_t: [B, T]
-        inside = None
-        for multiple in _KEEP_MULTIPLES:
-            share = multiple * k / self.num_experts if multiple else 1.0
-            inside = _inside_counts(scores, valid, seen * k, share if share < 1 else None, high)
-            if inside is not None:
-                break
+        share = _KEEP_MULTIPLE * k / self.num_experts
+        floors = _prompt_floors(scores, valid, values[..., k - 1], seen * k, share)
+        inside = _inside_counts(scores, valid, seen * k, floors, high)
         wanted = inside.clamp(low, high) * valid
         total = wanted.cumsum(dim=1)
         used = total + torch.cummin(seen * k - total, dim=1).values.clamp(max=0)
@@ -321,20 +318,52 @@ class OnlineRoutingState:
         self._runs = [run.index_select(0, index) for run in self._runs]
 
 
+def _prompt_floors(
+    scores: torch.Tensor,
+    valid: torch.Tensor,
+    kth_best: torch.Tensor,
+    allowance: torch.Tensor,
+    share: float,
+) -> torch.Tensor:
+    """A score floor per token [B, T] below which no score can be in any prefix's top-(m_t k).
+
+    The floor of a sequence is the ``share`` quantile of a strided sample of its scores. Every
+    prefix ``t`` whose tokens keep at least ``m_t k`` scores above it has its ``m_t k``-th best
+    score ``tau_t`` at or above the floor, so nothing it drops can be in that prefix's top set.
+    Where some prefix keeps fewer (its scores sit low against the rest), the tokens up to the
+    last such prefix ``t0`` get the floor ``min_{s <= t0} kth_best_s`` instead (``kth_best``:
+    each token's k-th best score): every prefix ``t`` has ``m_t`` tokens with k scores at or
+    above its own k-th best, so ``tau_t >= min_{s <= t} kth_best_s``, and the later prefixes
+    passed with the sequence's floor.
+    """
+    batch, length = valid.shape
+    flat = scores.masked_fill(~valid.unsqueeze(-1), -torch.inf).reshape(batch, -1)
+    sample = flat[:, :: max(1, flat.shape[1] // _FLOOR_SAMPLE)]
+    rank = max(1, sample.shape[1] - int(share * sample.shape[1]))
+    floor = torch.kthvalue(sample, rank, dim=1).values.unsqueeze(1)  # [B, 1]
+    kept = ((scores >= floor.unsqueeze(-1)) & valid.unsqueeze(-1)).sum(dim=-1)
+    short = (kept.cumsum(dim=1) < allowance) & valid
+    floors = floor.expand(batch, length)
+    if bool(short.any()):
+        positions = torch.arange(length, device=scores.device)
+        last_short = torch.where(short, positions, -1).amax(dim=1, keepdim=True)  # t0, or -1
+        early = positions <= last_short
+        lowest = kth_best.masked_fill(~(early & valid), torch.inf).amin(dim=1, keepdim=True)
+        floors = torch.where(early, torch.minimum(floor, lowest), floor)
+    return floors
+
+
 def _inside_counts(
     scores: torch.Tensor,
     valid: torch.Tensor,
     allowance: torch.Tensor,
-    keep_share: float | None,
+    floors: torch.Tensor,
     high: int,
-) -> torch.Tensor | None:
+) -> torch.Tensor:
     """``min(U, #{token t's scores inside its prefix's top-(m_t k)})`` for every token [B, T].
 
-    Only scores at or above a floor ``phi`` per sequence (the ``keep_share`` quantile of a strided
-    sample; ``None``: every valid score) enter the computation. That is exact whenever every
-    prefix keeps at least ``m_t k`` scores: then the ``m_t k``-th best kept score is at least
-    ``phi``, so every score of the true top-(m_t k) was kept. Otherwise returns ``None`` and the
-    caller retries with a lower floor.
+    Only scores at or above their token's floor (``floors`` [B, T], from :func:`_prompt_floors`:
+    no prefix's top-(m_t k) holds a score below it) enter the computation.
 
     The kept scores are sorted once (value descending, ties to the earlier token then the lower
     expert: a stable sort of the (token, expert)-ordered list); ``tau_t``'s position is the first
@@ -344,16 +373,7 @@ def _inside_counts(
     """
     batch, length, num_experts = scores.shape
     device = scores.device
-    keep = valid.unsqueeze(-1).expand(batch, length, num_experts)
-    if keep_share is not None:
-        flat = scores.masked_fill(~keep, -torch.inf).reshape(batch, -1)
-        sample = flat[:, :: max(1, flat.shape[1] // _FLOOR_SAMPLE)]
-        rank = max(1, sample.shape[1] - int(keep_share * sample.shape[1]))
-        floor = torch.kthvalue(sample, rank, dim=1).values
-        keep = keep & (scores >= floor.view(batch, 1, 1))
-    kept_per_token = keep.reshape(batch, length, num_experts).sum(dim=-1)
-    if not bool((kept_per_token.cumsum(dim=1) >= allowance).all()):
-        return None
+    keep = valid.unsqueeze(-1) & (scores >= floors.unsqueeze(-1))
     # Compact each sequence's kept scores, in (token, expert) order, into [B, W]; the slots past
     # a sequence's own count hold -inf and the token number `length` (after every real token).
     flat_keep = keep.reshape(batch, -1)
