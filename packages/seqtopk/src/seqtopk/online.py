@@ -220,34 +220,29 @@ class OnlineRoutingState:
         """Route the first call's tokens from the running thresholds ``tau_t`` (see the module
         docstring); the sorted runs the decode steps search are built only when a later call
         needs them."""
-        high, low, k = self.max_per_token, self.min_per_token, self.k
+        high, k = self.max_per_token, self.k
         values, experts = _ranked_top(scores, high)
         seen = valid.long().cumsum(dim=1)  # m_t: [B, T]
         share = _KEEP_MULTIPLE * k / self.num_experts
         floors = _prompt_floors(scores, valid, values[..., k - 1], seen * k, share)
         inside = _inside_counts(scores, valid, seen * k, floors, high)
-        wanted = inside.clamp(low, high) * valid
-        total = wanted.cumsum(dim=1)
-        used = total + torch.cummin(seen * k - total, dim=1).values.clamp(max=0)
-        counts = used - torch.nn.functional.pad(used[:, :-1], (1, 0))
-        self._append(scores, valid, counts)
+        counts = self._spend(scores, valid, seen, inside)
         self._runs, self._runs_built = [], False
-        self._num_valid = seen[:, -1]
-        self._used = used[:, -1]
         return experts, counts
 
     def _build_runs(self) -> None:
-        """Sort the whole history into one run if :meth:`_route_prompt` left the runs unbuilt."""
+        """Sort the whole history into one run if the prompt pass or a crop left none."""
         if not self._runs_built:
             past = self.history.masked_fill(~self.valid.unsqueeze(-1), -torch.inf)
-            self._runs = [torch.sort(past.reshape(self.batch, -1), dim=-1).values]
+            sorted_past = torch.sort(past.reshape(self.batch, -1), dim=-1).values
+            self._runs = [sorted_past] if self._length else []
             self._runs_built = True
 
     def _route_chunk(
         self, scores: torch.Tensor, valid: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, length, num_experts = scores.shape
-        high, low, k = self.max_per_token, self.min_per_token, self.k
+        high, k = self.max_per_token, self.k
         device = scores.device
         values, experts = _ranked_top(scores, high)  # the queries: [B, T, U]
         queries = values.reshape(batch, length * high).contiguous()
@@ -269,16 +264,25 @@ class OnlineRoutingState:
         allowance = seen * k
         rank = torch.arange(1, high + 1, device=device)
         inside = (past.view(batch, length, high) + rank <= allowance.unsqueeze(-1)).sum(dim=-1)
-        wanted = inside.clamp(low, high) * valid  # clamp(c_t, L, U), 0 for padding
+        counts = self._spend(scores, valid, seen, inside)
+        self._push_run(torch.sort(masked.reshape(batch, -1), dim=-1).values)
+        return experts, counts
+
+    def _spend(
+        self, scores: torch.Tensor, valid: torch.Tensor, seen: torch.Tensor, inside: torch.Tensor
+    ) -> torch.Tensor:
+        """Clamp each token's ``inside`` count to [L, U] and to the budget left (the capped
+        running sum's closed form, see the module docstring), record the positions, and return
+        the expert counts [B, T]. ``seen``: valid tokens so far, this call's included."""
+        wanted = inside.clamp(self.min_per_token, self.max_per_token) * valid  # 0 for padding
         total = wanted.cumsum(dim=1)
-        slack = torch.cummin(allowance - total, dim=1).values
+        slack = torch.cummin(seen * self.k - total, dim=1).values
         used = total + torch.minimum(self._used.unsqueeze(1), slack)
         counts = used - torch.cat([self._used.unsqueeze(1), used[:, :-1]], dim=1)
         self._append(scores, valid, counts)
-        self._push_run(torch.sort(masked.reshape(batch, -1), dim=-1).values)
         self._num_valid = seen[:, -1]
         self._used = used[:, -1]
-        return experts, counts
+        return counts
 
     def _push_run(self, run: torch.Tensor) -> None:
         """Add an ascending run; merge while the previous run is no larger (binary counter)."""
@@ -306,9 +310,7 @@ class OnlineRoutingState:
         valid, counts = self.valid, self.counts
         self._num_valid = valid.sum(dim=1)
         self._used = counts.sum(dim=1)
-        past = self.history.masked_fill(~valid.unsqueeze(-1), -torch.inf)
-        self._runs = [torch.sort(past.reshape(self.batch, -1), dim=-1).values] if length else []
-        self._runs_built = True
+        self._runs, self._runs_built = [], False  # rebuilt from the history when next needed
 
     def reorder(self, index: torch.Tensor) -> None:
         """Select and reorder batch rows (beam search); ``index`` [B'] of row numbers."""
