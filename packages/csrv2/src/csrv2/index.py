@@ -116,6 +116,14 @@ def _float16_table() -> np.ndarray:
 _NO_TABLE = np.zeros(0, dtype=np.float32)
 
 
+def _kernel_values(values: torch.Tensor) -> np.ndarray:
+    """Stored values as the numba kernels read them: float16 as raw uint16 bits (decoded
+    through the table), float32 as is."""
+    if values.dtype == torch.float16:
+        return values.view(torch.int16).numpy().view(np.uint16)
+    return values.numpy()
+
+
 def numba_available() -> bool:
     """Whether the numba kernel of the inverted search can run (``pip install csrv2[fast]``)."""
     return _numba_module() is not None
@@ -428,10 +436,7 @@ class SparseIndex:
         arrays = self._numba_arrays()
         if self._forward_arrays is None:
             latents, values = self._forward_codes
-            if self.value_dtype == torch.float16:
-                values = values.view(torch.int16).numpy().view(np.uint16)
-            else:
-                values = values.numpy()
+            values = _kernel_values(values)
             self._forward_arrays = (latents.numpy().ravel(), values.ravel(), latents.shape[1])
         out_scores = np.empty((len(queries), top_k), dtype=np.float32)
         out_ids = np.empty((len(queries), top_k), dtype=np.int64)
@@ -459,11 +464,8 @@ class SparseIndex:
     def _numba_arrays(self) -> tuple[np.ndarray, ...]:
         if self._kernel_arrays is None:
             # numpy views made once per build: at batch 1 they cost more than the kernel.
-            if self.value_dtype == torch.float16:
-                stored = self._values.view(torch.int16).numpy().view(np.uint16)
-                table = _float16_table()
-            else:
-                stored, table = self._values.numpy(), _NO_TABLE
+            table = _float16_table() if self.value_dtype == torch.float16 else _NO_TABLE
+            stored = _kernel_values(self._values)
             self._kernel_arrays = (self._offsets.numpy(), self._doc_ids.numpy(), stored, table)
         return self._kernel_arrays
 
