@@ -92,11 +92,15 @@ class EvalConfig:
     max_length: int = field(default=512, metadata={"help": "tokens per example (truncated)"})
 
 
-def _read_lines(path: str) -> list[str]:
+def _read_text(path: str) -> str:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"text file {path!r} does not exist")
-    lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return file.read_text(encoding="utf-8")
+
+
+def _read_lines(path: str) -> list[str]:
+    lines = [line for line in _read_text(path).splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"text file {path!r} has no non-empty lines")
     return lines
@@ -106,10 +110,7 @@ def _examples(config: FinetuneConfig, tokenizer) -> list[list[int]]:
     if not config.block_size:
         lines = _read_lines(config.train_file)
         return tokenizer(lines, truncation=True, max_length=config.max_length)["input_ids"]
-    file = Path(config.train_file)
-    if not file.is_file():
-        raise FileNotFoundError(f"text file {config.train_file!r} does not exist")
-    stream = tokenizer(file.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
+    stream = tokenizer(_read_text(config.train_file), add_special_tokens=False)["input_ids"]
     size = config.block_size
     if len(stream) < size:
         raise ValueError(
