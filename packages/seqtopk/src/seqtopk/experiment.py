@@ -97,13 +97,35 @@ class TrainConfig:
     def bounds(self, num_experts: int) -> tuple[int, int]:
         """(L, U) for SeqTopK; TopK is L = U = K. The default cap K + 2 is limited to the
         ``num_experts`` a layer has (``--k 7`` with 8 experts used to crash on U = 9)."""
-        if self.routing == "topk":
-            return self.k, self.k
-        return self.min_per_token, self.max_per_token or _default_cap(self.k, num_experts)
+        return routing_bounds(
+            self.routing, self.k, self.min_per_token, self.max_per_token, num_experts
+        )
 
 
-def _default_cap(k: int, num_experts: int) -> int:
-    return min(k + 2, num_experts)
+def routing_bounds(
+    routing: str, k: int, min_per_token: int, max_per_token: int, num_experts: int
+) -> tuple[int, int]:
+    """(L, U) of a run: TopK is L = U = K; SeqTopK's cap 0 means K + 2, limited to the experts
+    that exist."""
+    if routing == "topk":
+        return k, k
+    return min_per_token, max_per_token or min(k + 2, num_experts)
+
+
+def _route_as(
+    model, routing: str, k: int, min_per_token: int, max_per_token: int, mode: str, name: str
+) -> tuple[int, int]:
+    """Route ``model`` with ``routing`` at budget ``k`` and return its (L, U); TopK must use the
+    model's own K (transformers' router reads ``num_experts_per_tok``), named ``name`` in the
+    error."""
+    if routing == "topk" and k != model.config.num_experts_per_tok:
+        raise ValueError(
+            f"{name} must be the model's num_experts_per_tok={model.config.num_experts_per_tok} "
+            f"for TopK routing (transformers' router reads it), got {k}"
+        )
+    low, high = routing_bounds(routing, k, min_per_token, max_per_token, model.config.num_experts)
+    _route(model, routing, k, low, high, mode)
+    return low, high
 
 
 class MixtureTask:
@@ -223,11 +245,9 @@ def train(
     bit (tested).
     """
     model_config = model_config or SmallMoEConfig()
-    low, high = config.bounds(model_config.num_experts)
     task = MixtureTask(config.table_size, seed=config.seed, hard_weight=config.hard_weight)
     model = build_small_moe(model_config, task.vocab_size, config.k, seed=config.seed)
-    _route(model, config.routing, config.k, low, high, "offline")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    optimizer = _start_training(model, config)
     start, losses = 0, []
     checkpoint = Path(out_dir) / "checkpoint" if out_dir is not None else None
     if checkpoint is not None and (checkpoint / "manifest.json").exists():
@@ -273,13 +293,15 @@ def _train_step(model, optimizer, task, config: TrainConfig, step: int, batch_in
 def _start_training(model, config) -> torch.optim.Optimizer:
     """Route ``model`` for training as ``config`` says (offline) and return its AdamW; a TopK
     config must use the model's own K (transformers' router reads ``num_experts_per_tok``)."""
-    if config.routing == "topk" and config.k != model.config.num_experts_per_tok:
-        raise ValueError(
-            f"config.k must be the model's num_experts_per_tok={model.config.num_experts_per_tok} "
-            f"for TopK routing (transformers' router reads it), got {config.k}"
-        )
-    low, high = config.bounds(model.config.num_experts)
-    _route(model, config.routing, config.k, low, high, "offline")
+    _route_as(
+        model,
+        config.routing,
+        config.k,
+        config.min_per_token,
+        config.max_per_token,
+        "offline",
+        "config.k",
+    )
     model.train()
     return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
 
@@ -325,9 +347,7 @@ def evaluate(
     experts per token against difficulty. ``mode="online"`` routes causally (the number to report
     for a causal LM); ``"offline"`` lets each token's allocation depend on later tokens.
     """
-    low = k if routing == "topk" else min_per_token
-    high = k if routing == "topk" else (max_per_token or _default_cap(k, model.config.num_experts))
-    _route(model, routing, k, low, high, mode)
+    _, high = _route_as(model, routing, k, min_per_token, max_per_token, mode, "k")
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     correct = dict.fromkeys(KINDS, 0.0)

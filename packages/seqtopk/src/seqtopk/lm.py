@@ -24,13 +24,7 @@ import torch
 
 from kernelkit.utils import progress, seed_everything
 from kernelkit.validation import check_int_in_range, check_ndim, check_tensor
-from seqtopk.experiment import (
-    SmallMoEConfig,
-    _default_cap,
-    _route,
-    _start_training,
-    build_small_moe,
-)
+from seqtopk.experiment import SmallMoEConfig, _route_as, _start_training, build_small_moe
 
 __all__ = [
     "BYTE_OFFSET",
@@ -226,11 +220,6 @@ class LMTrainConfig:
     min_per_token: int = 0
     max_per_token: int = 0
 
-    def bounds(self, num_experts: int) -> tuple[int, int]:
-        if self.routing == "topk":
-            return self.k, self.k
-        return self.min_per_token, self.max_per_token or _default_cap(self.k, num_experts)
-
 
 def train_lm(
     corpus: ByteCorpus,
@@ -284,16 +273,7 @@ def evaluate_lm(
 ) -> float:
     """Held-out bits per byte of ``model`` routed with TopK or SeqTopK (``mode``: online is
     causal, what decoding computes; offline lets a byte's experts depend on later bytes)."""
-    if routing == "topk":
-        if k != model.config.num_experts_per_tok:
-            raise ValueError(
-                f"k must be the model's num_experts_per_tok={model.config.num_experts_per_tok} "
-                f"for TopK routing, got {k}"
-            )
-        low = high = k
-    else:
-        low, high = min_per_token, max_per_token or _default_cap(k, model.config.num_experts)
-    _route(model, routing, k, low, high, mode)
+    _route_as(model, routing, k, min_per_token, max_per_token, mode, "k")
     model.eval()
     return bits_per_byte(model, windows, batch_size)
 
