@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import statistics
 
+from seqtopk.selection import resolve_bounds
+
 
 def equal_budget_bounds(k: int, num_experts: int) -> tuple[int, int]:
     """(L, U) of the equal-budget comparisons: L=0 so that budget can move even at K=1 (with
     L=1 and K=1 SeqTopK is TopK), and the paper's cap K+2."""
-    return 0, min(k + 2, num_experts)
+    return resolve_bounds(k, num_experts, 0)[1:]
 
 
 def paired(first: list[float], second: list[float]) -> list[float]:

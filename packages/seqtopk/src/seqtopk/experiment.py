@@ -36,6 +36,7 @@ from kernelkit.io import (
 from kernelkit.utils import progress, seed_everything
 from kernelkit.validation import check_int_in_range
 from seqtopk.patching import patch
+from seqtopk.selection import resolve_bounds
 
 __all__ = [
     "MixtureTask",
@@ -105,11 +106,12 @@ class TrainConfig:
 def routing_bounds(
     routing: str, k: int, min_per_token: int, max_per_token: int, num_experts: int
 ) -> tuple[int, int]:
-    """(L, U) of a run: TopK is L = U = K; SeqTopK's cap 0 means K + 2, limited to the experts
-    that exist."""
+    """(L, U) of a run: TopK is L = U = K; SeqTopK's cap 0 means the default of
+    :func:`seqtopk.resolve_bounds` (K + 2, limited to the experts that exist), which also checks
+    that the budget is feasible."""
     if routing == "topk":
         return k, k
-    return min_per_token, max_per_token or min(k + 2, num_experts)
+    return resolve_bounds(k, num_experts, min_per_token, max_per_token or None)[1:]
 
 
 def _route_as(
