@@ -6,7 +6,10 @@ every package's floor raised (the command that released kernelkit 0.2.0), then
 ``faro-fairness-rm``, then a kernelkit patch release. Versions are computed from the copy, so the
 rehearsal stays valid as real releases move them on. A fresh virtual environment installs the package from that index by its
 name alone, as a user would; third-party packages come from the default index at the locked
-versions (the lock as a constraints file, so uv's cache serves them).
+versions (the lock as a constraints file, so uv's cache serves them). The test index does not
+redirect unknown names to PyPI: uv caches wheels per index URL, and a redirect from a server on a
+random port stored a fresh copy of torch and its CUDA wheels (5.5 GB) on every run, until the
+disk filled.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def index(tmp_path_factory):
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port),
-         "-a", ".", "-P", ".", str(tmp_path_factory.mktemp("index"))],
+         "-a", ".", "-P", ".", "--disable-fallback", str(tmp_path_factory.mktemp("index"))],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
