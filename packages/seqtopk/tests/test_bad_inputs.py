@@ -124,9 +124,9 @@ FUNCTIONS = [
     ),
     PublicFunction(
         "online_select",
-        seqtopk.online_select,
-        routing_inputs().map(select_bounds),
-        ROUTING,
+        lambda impl, **kw: seqtopk.online_select(**kw, impl=impl),
+        routing_inputs().map(lambda kw: {**select_bounds(kw), "impl": "torch"}),
+        {**ROUTING, "impl": ChoiceArg()},
         postcondition=budget_respected,
     ),
     PublicFunction(
@@ -206,6 +206,7 @@ EXEMPT = {
     "OnlineRoutingState": "the state online_select returns and takes back (registered there)",
     "__version__": "a string",
     "is_patched": "takes any module and answers a yes/no question about it",
+    "numba_available": "takes no arguments; says whether the optional numba kernels import",
     "unpatch": "takes a model; undoes patch (registered), refuses a model that is not patched",
 }
 

@@ -4,12 +4,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from seqtopk import (
     OnlineRoutingState,
+    numba_available,
     online_select,
     online_select_reference,
     routing_weights,
     select_experts,
     select_experts_reference,
     selection_to_indices,
+)
+from seqtopk.selection import resolve_path
+
+# The CPU paths every equality test runs: torch always, numba where it is installed.
+CPU_IMPLS = ["torch", *(["numba"] if numba_available() else [])]
+needs_numba = pytest.mark.skipif(
+    not numba_available(), reason="numba not installed (seqtopk[fast])"
 )
 
 
@@ -37,28 +45,30 @@ def routing_problems(draw, max_batch=3, max_tokens=6, max_experts=8):
     return probs, mask, k, low, high
 
 
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @settings(max_examples=60)
 @given(routing_problems())
-def test_torch_path_equals_brute_force_greedy(problem):
+def test_cpu_paths_equal_brute_force_greedy(impl, problem):
     probs, mask, k, low, high = problem
-    fast = select_experts(probs, k, mask, low, high)
+    fast = select_experts(probs, k, mask, low, high, impl=impl)
     assert torch.equal(fast, select_experts_reference(probs, k, mask, low, high))
 
 
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @settings(max_examples=60)
 @given(
     routing_problems(max_tokens=12, max_experts=10),
     st.integers(0, 2**31 - 1),
     st.sampled_from([0.3, 1.0, 4.0]),
 )
-def test_torch_path_equals_brute_force_greedy_on_real_valued_scores(problem, seed, spread):
+def test_cpu_paths_equal_brute_force_greedy_on_real_valued_scores(impl, problem, seed, spread):
     # Tie-free softmax scores, from flat to peaked tokens: the path without any tie repair.
     _, mask, k, low, high = problem
     gen = torch.Generator().manual_seed(seed)
     shape = (*mask.shape, problem[0].shape[-1])
     sharpness = spread * 2 * torch.rand((*mask.shape, 1), generator=gen)
     probs = torch.softmax(torch.randn(shape, generator=gen) * sharpness, -1)
-    fast = select_experts(probs, k, mask, low, high)
+    fast = select_experts(probs, k, mask, low, high, impl=impl)
     assert torch.equal(fast, select_experts_reference(probs, k, mask, low, high))
 
 
@@ -208,11 +218,12 @@ def test_budget_moves_to_confident_tokens_flat_tokens_get_more():
     assert counts.tolist() == [[1, 3]]
 
 
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @settings(max_examples=40)
 @given(routing_problems())
-def test_online_fast_path_equals_reference(problem):
+def test_online_fast_paths_equal_reference(impl, problem):
     probs, mask, k, low, high = problem
-    fast, state = online_select(probs, k, mask, low, high)
+    fast, state = online_select(probs, k, mask, low, high, impl=impl)
     assert torch.equal(fast, online_select_reference(probs, k, mask, low, high))
     cumulative = fast.sum(-1).cumsum(-1)
     assert bool((cumulative <= mask.long().cumsum(-1) * k).all())
@@ -260,8 +271,9 @@ def test_online_decode_step_equals_offline_rule_on_the_prefix(problem):
     assert torch.equal(state.used, used)
 
 
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @pytest.mark.parametrize("chunk", [1, 3, 32])
-def test_online_prompt_in_one_pass_equals_token_by_token(chunk, monkeypatch):
+def test_online_prompt_in_one_pass_equals_token_by_token(chunk, impl, monkeypatch):
     import seqtopk.online as online_module
 
     monkeypatch.setattr(online_module, "_CHUNK", chunk)
@@ -272,18 +284,18 @@ def test_online_prompt_in_one_pass_equals_token_by_token(chunk, monkeypatch):
     mask = torch.ones(3, 45, dtype=torch.bool)
     mask[1, :9] = False
     mask[2, 20:23] = False
-    whole, state = online_select(probs, 2, mask, 1, 4)
+    whole, state = online_select(probs, 2, mask, 1, 4, impl=impl)
     assert torch.equal(whole, online_select_reference(probs, 2, mask, 1, 4))
     stepped = OnlineRoutingState.empty(3, 6, 2, 1, 4)
     steps = torch.stack([stepped.step(probs[:, t], mask[:, t]) for t in range(45)], 1)
     assert torch.equal(whole, steps)
     assert torch.equal(state.used, stepped.used) and len(state.runs) <= 6
-    # Prompts too long for the prompt pass's tables take the chunked pass from the start.
+    # Prompts too long for the torch prompt pass's tables take the chunked pass from the start.
     monkeypatch.setattr(online_module, "_PROMPT_TABLE_ENTRIES", 0)
-    chunked, _ = online_select(probs, 2, mask, 1, 4)
+    chunked, _ = online_select(probs, 2, mask, 1, 4, impl="torch")
     assert torch.equal(chunked, whole)
     # A later call with many tokens (chunked prefill) takes the chunked pass over the runs.
-    head, state = online_select(probs[:, :4], 2, mask[:, :4], 1, 4)
+    head, state = online_select(probs[:, :4], 2, mask[:, :4], 1, 4, impl=impl)
     tail, state = online_select(probs[:, 4:], 2, mask[:, 4:], 1, 4, state=state)
     assert torch.equal(torch.cat([head, tail], 1), whole)
     assert torch.equal(state.used, stepped.used)
@@ -306,13 +318,106 @@ def test_online_prompt_floor_repair_stays_exact(multiple, monkeypatch):
     floors = online_module._prompt_floors(probs, mask, kth_best, allowance, multiple * 3 / 16)
     if multiple == 2:
         assert bool((floors[0, :5] < floors[0, -1]).all())  # the repair lowered early floors
-    routed, state = online_select(probs, 3, mask, 1, 5)
+    routed, state = online_select(probs, 3, mask, 1, 5, impl="torch")
     assert torch.equal(routed, online_select_reference(probs, 3, mask, 1, 5))
     step, _ = online_select(probs[:, :1], 3, mask[:, :1], 1, 5, state=state)
     expected = online_select_reference(
         torch.cat([probs, probs[:, :1]], 1), 3, torch.cat([mask, mask[:, :1]], 1), 1, 5
     )
     assert torch.equal(step, expected[:, -1:])
+
+
+def _trending(kind: str, batch: int, length: int, experts: int, seed: int) -> torch.Tensor:
+    """Router-like scores whose level drifts over the sequence: the thresholds of the online
+    rule then climb, fall or swing, which moves the numba kernel's band in every direction."""
+    gen = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(batch, length, experts, generator=gen) * 2, -1)
+    steps = torch.arange(length, dtype=torch.float32).view(1, length, 1)
+    if kind == "rising":
+        return probs * (0.01 + steps / length)
+    if kind == "falling":
+        return probs * (1.01 - steps / length)
+    if kind == "swinging":
+        return probs * (1.1 + torch.sin(steps / 40))
+    return (probs * 16).round() / 16  # "ties": a coarse grid
+
+
+@needs_numba
+@pytest.mark.parametrize("kind", ["rising", "falling", "swinging", "ties"])
+@pytest.mark.parametrize("k, low, high", [(8, 1, 10), (2, 0, 4), (4, 4, 4), (1, 1, 3)])
+def test_numba_kernels_equal_torch_paths_on_long_drifting_prompts(kind, k, low, high):
+    probs = _trending(kind, 2, 1500, 64, seed=len(kind) + k)
+    mask = torch.ones(2, 1500, dtype=torch.bool)
+    mask[1, :200] = False  # left padding
+    mask[0, 700:720] = False
+    offline = select_experts(probs, k, mask, low, high, impl="numba")
+    assert torch.equal(offline, select_experts(probs, k, mask, low, high, impl="torch"))
+    fast, fast_state = online_select(probs, k, mask, low, high, impl="numba")
+    slow, slow_state = online_select(probs, k, mask, low, high, impl="torch")
+    assert torch.equal(fast, slow)
+    assert torch.equal(fast_state.used, slow_state.used)
+    assert torch.equal(fast_state.counts, slow_state.counts)
+    # Decoding continues from either state identically (the runs are built from the history).
+    more = _trending(kind, 2, 5, 64, seed=99)
+    step_mask = torch.ones(2, 5, dtype=torch.bool)
+    fast_more, _ = online_select(more, k, step_mask, low, high, state=fast_state)
+    slow_more, _ = online_select(more, k, step_mask, low, high, state=slow_state)
+    assert torch.equal(fast_more, slow_more)
+
+
+@needs_numba
+def test_numba_prompt_floor_repair_stays_exact():
+    from seqtopk import _numba_routing
+
+    # Early tokens score far below later ones: the sequence's sampled floor leaves the first
+    # prefixes short of their m*k scores, so the kernel must lower their floor.
+    gen = torch.Generator().manual_seed(5)
+    probs = torch.rand(2, 60, 16, generator=gen) * torch.linspace(0.01, 1, 60).view(1, 60, 1)
+    mask = torch.ones(2, 60, dtype=torch.bool)
+    mask[0, 10:13] = False
+    floor = _numba_routing._sample_floor(probs[1].numpy(), mask[1].numpy(), 3)
+    kept = (probs[1] >= floor).sum(-1).cumsum(0)
+    assert bool((kept < torch.arange(1, 61) * 3).any())  # a short prefix: the repair runs
+    routed, _ = online_select(probs, 3, mask, 1, 5, impl="numba")
+    assert torch.equal(routed, online_select_reference(probs, 3, mask, 1, 5))
+
+
+def test_path_resolution_and_its_errors(monkeypatch):
+    import seqtopk.selection as selection_module
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_path("torch", cpu) == "torch"
+    assert resolve_path("reference", cpu) == "reference"
+    assert resolve_path("auto", cpu) == ("numba" if numba_available() else "torch")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        resolve_path("numpy", cpu)
+    if numba_available():
+        with pytest.raises(RuntimeError, match="needs CPU tensors"):
+            resolve_path("numba", cuda)
+    monkeypatch.setattr(selection_module, "numba_available", lambda: False)
+    assert resolve_path("auto", cpu) == "torch"
+    with pytest.raises(RuntimeError, match=r"seqtopk\[fast\]"):
+        resolve_path("numba", cpu)
+    probs = torch.rand(1, 5, 4, generator=torch.Generator().manual_seed(2))
+    with pytest.raises(RuntimeError, match=r"seqtopk\[fast\]"):
+        select_experts(probs, 2, impl="numba")
+    with pytest.raises(RuntimeError, match=r"seqtopk\[fast\]"):
+        online_select(probs, 2, impl="numba")
+    # Without numba, "auto" is the torch path on the CPU, for both entry points.
+    assert torch.equal(select_experts(probs, 2), select_experts(probs, 2, impl="torch"))
+    assert torch.equal(online_select(probs, 2)[0], online_select(probs, 2, impl="torch")[0])
+
+
+def test_online_impl_is_checked_and_belongs_to_the_state():
+    probs = torch.rand(1, 5, 4, generator=torch.Generator().manual_seed(2))
+    with pytest.raises(ValueError, match="impl must be one of"):
+        online_select(probs, 2, impl="triton")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        OnlineRoutingState.empty(1, 4, 2, impl="reference")
+    _, state = online_select(probs, 2, impl="torch")
+    with pytest.raises(ValueError, match="differs from the state's"):
+        online_select(probs, 2, state=state, impl="numba")
+    online_select(probs, 2, state=state, impl="torch")  # the state's own impl is accepted
 
 
 def test_online_long_decode_grows_storage_and_equals_reference():

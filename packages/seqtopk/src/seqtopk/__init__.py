@@ -11,6 +11,7 @@ from seqtopk.patching import (
     unpatch,
 )
 from seqtopk.selection import (
+    numba_available,
     resolve_bounds,
     routing_weights,
     select_experts,
@@ -26,6 +27,7 @@ __all__ = [
     "__version__",
     "is_patched",
     "load_balancing_loss",
+    "numba_available",
     "online_select",
     "online_select_reference",
     "patch",

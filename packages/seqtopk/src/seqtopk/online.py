@@ -23,6 +23,9 @@ expert), ``s_j`` is inside the top m*k exactly when ``#(past scores >= s_j) + j 
   provably clears are dropped (all but about ``1.5k/E`` of them), the rest sorted once, and each
   ``tau_t`` located from per-block counts of the sorted list (see :func:`_inside_counts`). The
   sorted runs that decode steps search are built from the history at the first later call.
+- **a prompt on the CPU with numba installed** (``impl="auto"`` or ``"numba"``) takes the numba
+  kernel :func:`seqtopk._numba_routing.prompt_inside` instead: the same thresholds, kept in a
+  sorted band between two heaps as the tokens arrive (no tables).
 - **a later call with many tokens** (chunked prefill, speculative decoding) is routed in chunks
   of ``_CHUNK`` tokens against the runs: a token's past is the runs plus the earlier tokens of
   its own chunk (binary searches in each earlier token's sorted row).
@@ -37,11 +40,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from seqtopk.selection import _checked_inputs, _ranked_top, resolve_bounds
+from seqtopk.selection import (
+    _checked_inputs,
+    _numba_kernels,
+    _ranked_top,
+    resolve_bounds,
+    resolve_path,
+)
 
-__all__ = ["OnlineRoutingState", "online_select", "online_select_reference"]
+__all__ = ["ONLINE_IMPLS", "OnlineRoutingState", "online_select", "online_select_reference"]
+
+# What routes a prompt (a state's first call): see ``OnlineRoutingState.empty``.
+ONLINE_IMPLS = ("auto", "torch", "numba")
 
 # Tokens per vectorised block of a prompt: the within-chunk work grows with the chunk (C^2 U
 # binary searches over E), the per-chunk overhead with the number of chunks. 8, 16, 32 and 64
@@ -113,10 +126,20 @@ class OnlineRoutingState:
     """
 
     def __init__(
-        self, batch: int, num_experts: int, k: int, min_per_token: int, max_per_token: int, device
+        self,
+        batch: int,
+        num_experts: int,
+        k: int,
+        min_per_token: int,
+        max_per_token: int,
+        device,
+        impl: str = "auto",
     ):
+        if impl not in ONLINE_IMPLS:
+            raise ValueError(f"impl must be one of {ONLINE_IMPLS}, got {impl!r}")
         self.k, self.min_per_token, self.max_per_token = k, min_per_token, max_per_token
         self.num_experts = num_experts
+        self.impl = impl
         self._length = 0
         self._history = torch.empty(batch, 0, num_experts, device=device)
         self._valid = torch.empty(batch, 0, dtype=torch.bool, device=device)
@@ -135,9 +158,14 @@ class OnlineRoutingState:
         min_per_token: int = 1,
         max_per_token: int | None = None,
         device: torch.device | str | None = None,
+        impl: str = "auto",
     ) -> OnlineRoutingState:
+        """A state before any token. ``impl`` picks what routes the first call's prompt:
+        ``"numba"`` (CPU tensors, ``pip install 'seqtopk[fast]'``), ``"torch"`` (any device) or
+        ``"auto"`` (numba for CPU tensors when it imports); decode steps and later calls are
+        torch on every path."""
         k, low, high = resolve_bounds(k, num_experts, min_per_token, max_per_token)
-        return cls(batch, num_experts, k, low, high, device)
+        return cls(batch, num_experts, k, low, high, device, impl)
 
     @property
     def batch(self) -> int:
@@ -190,6 +218,8 @@ class OnlineRoutingState:
 
     def route(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Route positions in order: scores [B, T, E] float32, valid [B, T] -> selected [B, T, E]."""
+        if self._prompt_by_numba(scores):
+            return self._route_prompt_numba(scores, valid)[2]
         experts, counts = self.route_ranked(scores, valid)
         by_rank = torch.arange(experts.shape[-1], device=scores.device) < counts.unsqueeze(-1)
         selected = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
@@ -200,6 +230,8 @@ class OnlineRoutingState:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like :meth:`route`, as ``(experts [B, T, U], counts [B, T])``."""
         batch, length, num_experts = scores.shape
+        if self._prompt_by_numba(scores):
+            return self._route_prompt_numba(scores, valid)[:2]
         table = batch * length * math.isqrt(length * num_experts)  # worst case, every score kept
         if self._length == 0 and length > 1 and table <= _PROMPT_TABLE_ENTRIES:
             return self._route_prompt(scores, valid)
@@ -213,6 +245,40 @@ class OnlineRoutingState:
             experts = torch.zeros(batch, 0, high, dtype=torch.long, device=scores.device)
             return experts, torch.zeros(batch, 0, dtype=torch.long, device=scores.device)
         return torch.cat([e for e, _ in pieces], 1), torch.cat([c for _, c in pieces], 1)
+
+    def _prompt_by_numba(self, scores: torch.Tensor) -> bool:
+        """Whether this call is a prompt for the numba kernel (whose keys hold a score's place
+        in its sequence in 32 bits)."""
+        _, length, num_experts = scores.shape
+        return (
+            self._length == 0
+            and length > 1
+            and resolve_path(self.impl, scores.device) == "numba"
+            and length * num_experts < 2**32
+        )
+
+    def _route_prompt_numba(
+        self, scores: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first call by :func:`seqtopk._numba_routing.prompt_route`: ``(experts, counts,
+        selected)``; the sorted runs are built when a later call needs them."""
+        array = scores.detach().contiguous().numpy()
+        experts, counts, selected = (
+            torch.from_numpy(out)
+            for out in _numba_kernels().prompt_route(
+                array,
+                array.view(np.int32),
+                valid.contiguous().numpy(),
+                self.k,
+                self.min_per_token,
+                self.max_per_token,
+            )
+        )
+        self._append(scores, valid, counts)
+        self._num_valid = valid.sum(dim=1)
+        self._used = counts.sum(dim=1)
+        self._runs, self._runs_built = [], False
+        return experts, counts, selected
 
     def _route_prompt(
         self, scores: torch.Tensor, valid: torch.Tensor
@@ -428,6 +494,7 @@ def online_select(
     max_per_token: int | None = None,
     *,
     state: OnlineRoutingState | None = None,
+    impl: str = "auto",
 ) -> tuple[torch.Tensor, OnlineRoutingState]:
     """Causal SeqTopK over [B, T, E] probabilities; returns (mask, state).
 
@@ -435,14 +502,22 @@ def online_select(
     the whole call in one vectorised pass.
 
     Pass the returned ``state`` back in to continue the same sequences (decoding). With a state,
-    ``k`` and the bounds must match the state's. Same argument checks as ``select_experts``.
+    ``k`` and the bounds must match the state's, and ``impl`` is the state's. ``impl`` routes a new
+    state's prompt (see :meth:`OnlineRoutingState.empty`). Same argument checks as
+    ``select_experts``.
     """
+    if impl not in ONLINE_IMPLS:
+        raise ValueError(f"impl must be one of {ONLINE_IMPLS}, got {impl!r}")
     scores, valid, k, low, high = _checked_inputs(
         probs, k, attention_mask, min_per_token, max_per_token
     )
     batch, _, num_experts = scores.shape
+    if state is not None and impl not in ("auto", state.impl):
+        raise ValueError(f"impl={impl!r} differs from the state's impl={state.impl!r}")
     if state is None:
-        state = OnlineRoutingState.empty(batch, num_experts, k, low, high, device=scores.device)
+        state = OnlineRoutingState.empty(
+            batch, num_experts, k, low, high, device=scores.device, impl=impl
+        )
     elif (state.k, state.min_per_token, state.max_per_token) != (k, low, high):
         raise ValueError(
             "state was built with (k, min_per_token, max_per_token) = "

@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernelkit.backend import resolve_impl
 from kernelkit.validation import check_ndim, check_tensor
 from seqtopk.online import OnlineRoutingState
-from seqtopk.selection import _select_dense, check_selection, resolve_bounds
+from seqtopk.selection import _select_dense, check_selection, resolve_bounds, resolve_path
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "is_patched", "load_balancing_loss", "patch", "unpatch"]
 
@@ -192,7 +191,7 @@ def _router_forward(router: nn.Module, index: int, routing: _Routing, renormaliz
                 routing.k,
                 routing.min_per_token,
                 routing.max_per_token,
-                triton=resolve_impl("auto", grid.device) == "triton",
+                path=resolve_path("auto", grid.device),
             )
         else:
             state = routing.states.get(index)
