@@ -17,19 +17,29 @@ Added for issue 20 (beside the rows above): prompt routing alone, ``online_selec
 one vectorised pass) versus ``select_experts`` (offline) for 512- and 2048-token prompts; and
 for the OLMoE-shaped layer a decode step with 4096 cached positions and a 512-token prompt
 through the online-patched layer versus the offline-patched one.
+
+The selection and prompt rows run the device's default path (numba on a CPU with
+``seqtopk[fast]`` installed) and, where that is numba, the torch path beside it; they cycle
+through distinct score tensors (see :func:`_rotating`).
 """
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
 
 import torch
 from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 
 from kernelkit.bench import Comparison, compare
-from seqtopk.online import online_select
+from seqtopk.online import ONLINE_IMPLS, online_select
 from seqtopk.patching import patch
-from seqtopk.selection import select_experts
+from seqtopk.selection import resolve_path, select_experts
 
 __all__ = ["run"]
+
+# Distinct score tensors the selection and prompt rows cycle through (see `_rotating`).
+_FRESH_INPUTS = 16
 
 
 def _olmoe_config(hidden: int, expert_hidden: int, experts: int, k: int):
@@ -208,26 +218,44 @@ def _layer_comparisons(
     return results
 
 
+def _rotating(inputs: list[torch.Tensor], fn) -> Callable[[], object]:
+    """A callable applying ``fn`` to the next of ``inputs`` on each call.
+
+    A router sees new scores on every call; one input timed over and over lets the CPU's branch
+    predictor learn its comparisons (``torch.topk`` at B=2, T=256 ran 4.7x faster on a repeated
+    input than on fresh ones, the numba ranking 4x), which is not what a model pays.
+    """
+    position = itertools.count()
+    return lambda: fn(inputs[next(position) % len(inputs)])
+
+
 def run(quick: bool = True, device: str | torch.device | None = None) -> list[Comparison]:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     threads = 1 if dev.type == "cpu" else None
     repeats = 5 if quick else 20
     batch, tokens = (2, 256) if quick else (8, 1024)
+    # The default path on this device, and the torch path beside it where they differ.
+    default = resolve_path("auto", dev)
+    paths = [default] + (["torch"] if default == "numba" else [])
     # Selection alone runs first: once the 1.6 GB layer below has been freed, small allocations
     # on this CPU were seen to run several times slower.
     gen = torch.Generator(device=dev).manual_seed(1)
-    probs = torch.softmax(torch.randn(batch, tokens, 64, device=dev, generator=gen), -1)
+    fresh = [
+        torch.softmax(torch.randn(batch, tokens, 64, device=dev, generator=gen), -1)
+        for _ in range(_FRESH_INPUTS)
+    ]
     results = [
         compare(
-            lambda: select_experts(probs, 8),
-            lambda: torch.topk(probs, 8, dim=-1),
-            name=f"selection alone B={batch} T={tokens} E=64 K=8",
-            label_a="select_experts",
+            _rotating(fresh, lambda probs, path=path: select_experts(probs, 8, impl=path)),
+            _rotating(fresh, lambda probs: torch.topk(probs, 8, dim=-1)),
+            name=f"selection alone B={batch} T={tokens} E=64 K=8, fresh scores each call",
+            label_a=f"select_experts impl={path}",
             label_b="torch.topk",
             repeats=repeats * 4,
             device=dev,
             threads=threads,
         )
+        for path in paths
     ]
     if dev.type == "cuda":
         # The fused Triton selection against its torch reference path, on the GPU only (the
@@ -247,19 +275,24 @@ def run(quick: bool = True, device: str | torch.device | None = None) -> list[Co
         )
     results += _layer_comparisons("tiny", 256, 128, 64, 8, batch, tokens, repeats, dev, threads)
     for length in (512, 2048):
-        prompt = torch.softmax(torch.randn(batch, length, 64, device=dev, generator=gen), dim=-1)
-        results.append(
-            compare(
-                lambda prompt=prompt: online_select(prompt, 8),
-                lambda prompt=prompt: select_experts(prompt, 8),
-                name=f"prompt routing alone B={batch} T={length} E=64 K=8 L=1 U=K+2",
-                label_a="online_select (causal, one pass)",
-                label_b="select_experts (offline)",
-                repeats=repeats,
-                device=dev,
-                threads=threads,
+        prompts = [
+            torch.softmax(torch.randn(batch, length, 64, device=dev, generator=gen), dim=-1)
+            for _ in range(_FRESH_INPUTS // 2)
+        ]
+        for path in paths:
+            online_path = path if path in ONLINE_IMPLS else "torch"
+            results.append(
+                compare(
+                    _rotating(prompts, lambda p, o=online_path: online_select(p, 8, impl=o)),
+                    _rotating(prompts, lambda p, path=path: select_experts(p, 8, impl=path)),
+                    name=f"prompt routing alone B={batch} T={length} E=64 K=8 L=1 U=K+2",
+                    label_a=f"online_select impl={online_path} (causal, one pass)",
+                    label_b=f"select_experts impl={path} (offline)",
+                    repeats=repeats,
+                    device=dev,
+                    threads=threads,
+                )
             )
-        )
     real_batch, real_tokens = (1, 128) if quick else (4, 512)
     results += _layer_comparisons(
         "OLMoE-1B-7B shape",

@@ -78,13 +78,14 @@ _MERGE_BY_SCATTER = 4096
 
 
 def _grown(storage: torch.Tensor, needed: int) -> torch.Tensor:
-    """``storage`` with room for ``needed`` entries along dim 1 (capacity doubles)."""
+    """``storage`` with room for ``needed`` entries along dim 1 (capacity doubles; the new room
+    is uninitialised: nothing past the state's length is read before it is written)."""
     capacity = storage.shape[1]
     if needed <= capacity:
         return storage
     shape = list(storage.shape)
     shape[1] = max(needed, 2 * capacity, 16)
-    bigger = storage.new_zeros(shape)
+    bigger = storage.new_empty(shape)
     bigger[:, :capacity] = storage
     return bigger
 
