@@ -16,6 +16,9 @@ from seqtopk.selection import resolve_path
 
 # The CPU paths every equality test runs: torch always, numba where it is installed.
 CPU_IMPLS = ["torch", *(["numba"] if numba_available() else [])]
+# Where the Triton kernel runs: natively on CUDA, else in the interpreter on CPU tensors
+# (TRITON_INTERPRET=1, set by the root conftest only when there is no CUDA device).
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 needs_numba = pytest.mark.skipif(
     not numba_available(), reason="numba not installed (seqtopk[fast])"
 )
@@ -131,7 +134,10 @@ def test_triton_kernel_equals_brute_force_greedy(problem, variant):
             probs == 0, torch.where(torch.rand(probs.shape) < 0.5, -0.0, 0.0), probs
         )
     expected = select_experts_reference(probs, k, mask, low, high)
-    assert torch.equal(select_experts(probs, k, mask, low, high, impl="triton"), expected)
+    got = select_experts(
+        probs.to(TRITON_DEVICE), k, mask.to(TRITON_DEVICE), low, high, impl="triton"
+    )
+    assert torch.equal(got.cpu(), expected)
 
 
 def test_triton_kernel_edge_cases():
@@ -153,8 +159,9 @@ def test_triton_kernel_edge_cases():
     ]
     for probs, mask, k, low, high in cases:
         expected = select_experts_reference(probs, k, mask, low, high)
-        got = select_experts(probs, k, mask, low, high, impl="triton")
-        assert torch.equal(got, expected), (k, low, high)
+        on_device = None if mask is None else mask.to(TRITON_DEVICE)
+        got = select_experts(probs.to(TRITON_DEVICE), k, on_device, low, high, impl="triton")
+        assert torch.equal(got.cpu(), expected), (k, low, high)
 
 
 def test_auto_stays_on_torch_for_cpu_tensors(monkeypatch):

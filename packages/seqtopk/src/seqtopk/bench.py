@@ -19,8 +19,8 @@ for the OLMoE-shaped layer a decode step with 4096 cached positions and a 512-to
 through the online-patched layer versus the offline-patched one.
 
 The selection and prompt rows run the device's default path (numba on a CPU with
-``seqtopk[fast]`` installed) and, where that is numba, the torch path beside it; they cycle
-through distinct score tensors (see :func:`_rotating`).
+``seqtopk[fast]`` installed, Triton on CUDA) and, where that is not torch, the torch path
+beside it; they cycle through distinct score tensors (see :func:`_rotating`).
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def run(quick: bool = True, device: str | torch.device | None = None) -> list[Co
     batch, tokens = (2, 256) if quick else (8, 1024)
     # The default path on this device, and the torch path beside it where they differ.
     default = resolve_path("auto", dev)
-    paths = [default] + (["torch"] if default == "numba" else [])
+    paths = [default] + (["torch"] if default != "torch" else [])
     # Selection alone runs first: once the 1.6 GB layer below has been freed, small allocations
     # on this CPU were seen to run several times slower.
     gen = torch.Generator(device=dev).manual_seed(1)
