@@ -299,7 +299,11 @@ def test_bad_inputs():
 
 
 @pytest.mark.gpu
-def test_gpu_scan_matches_the_inverted_lists():
+@pytest.mark.parametrize("chunked", [False, True])
+def test_gpu_scan_matches_the_inverted_lists(chunked, monkeypatch):
+    if chunked:  # several chunks merged (1500 codes each here), as a large index is searched
+        monkeypatch.setattr(index_module, "_SCAN_CHUNK", 1000)
+        monkeypatch.setattr(index_module, "_SCAN_SCORES_ON_ACCELERATOR", 33 * 1500)
     gen = torch.Generator().manual_seed(2)
     docs = topk_codes(torch.randn(5000, 512, generator=gen), 2)
     docs = docs.with_values(docs.values.relu())
