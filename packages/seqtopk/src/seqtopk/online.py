@@ -24,7 +24,7 @@ expert), ``s_j`` is inside the top m*k exactly when ``#(past scores >= s_j) + j 
   ``tau_t`` located from per-block counts of the sorted list (see :func:`_inside_counts`). The
   sorted runs that decode steps search are built from the history at the first later call.
 - **a prompt on the CPU with numba installed** (``impl="auto"`` or ``"numba"``) takes the numba
-  kernel :func:`seqtopk._numba_routing.prompt_inside` instead: the same thresholds, kept in a
+  kernel :func:`seqtopk._numba_routing.prompt_route` instead: the same thresholds, kept in a
   sorted band between two heaps as the tokens arrive (no tables).
 - **a later call with many tokens** (chunked prefill, speculative decoding) is routed in chunks
   of ``_CHUNK`` tokens against the runs: a token's past is the runs plus the earlier tokens of
