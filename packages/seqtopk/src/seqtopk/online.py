@@ -313,9 +313,16 @@ class OnlineRoutingState:
         device = scores.device
         values, experts = _ranked_top(scores, high)  # the queries: [B, T, U]
         queries = values.reshape(batch, length * high).contiguous()
-        past = torch.zeros(batch, length * high, dtype=torch.long, device=device)
-        for run in self._runs:
-            past += _count_at_least(run, queries)
+        # Past scores >= each query: the runs' total length minus their entries below it, the
+        # searches summed at once (a subtraction and an add per run made each run three kernel
+        # launches, and a long decode keeps about log2(m) runs).
+        below = [torch.searchsorted(run, queries, right=False) for run in self._runs]
+        stored = sum(run.shape[-1] for run in self._runs)
+        past = (
+            stored - torch.stack(below).sum(dim=0)
+            if below
+            else torch.zeros_like(queries, dtype=torch.long)
+        )
         masked = scores.masked_fill(~valid.unsqueeze(-1), -torch.inf)
         if length > 1:
             # Earlier tokens of this chunk: for query token t and each token t' < t, binary
