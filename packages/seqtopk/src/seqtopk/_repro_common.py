@@ -26,3 +26,10 @@ def spread(values: list[float], digits: int) -> str:
 
 def per_seed(values: list[float], digits: int) -> str:
     return ", ".join(f"{v:+.{digits}f}" for v in values)
+
+
+def premise_meaning(k: int, held: bool) -> str:
+    """What the premise control at ``k`` says about a SeqTopK-vs-TopK comparison at ``k``."""
+    if held:
+        return f"premise at K={k} held, so this comparison is meaningful"
+    return f"premise at K={k} NOT held, so this comparison carries no evidence about SeqTopK"

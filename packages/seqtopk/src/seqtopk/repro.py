@@ -46,7 +46,13 @@ from pathlib import Path
 
 from kernelkit.repro import Report, new_figure
 from kernelkit.utils import torch_threads
-from seqtopk._repro_common import equal_budget_bounds, paired, per_seed, spread
+from seqtopk._repro_common import (
+    equal_budget_bounds,
+    paired,
+    per_seed,
+    premise_meaning,
+    spread,
+)
 from seqtopk.experiment import (
     KINDS,
     SmallMoEConfig,
@@ -234,11 +240,7 @@ def run(out_dir: str | os.PathLike, quick: bool = True) -> Report:
     gains = {}
     for k in levels:
         low, high = seqtopk_bounds(k)
-        meaning = (
-            f"premise at K={k} held, so this comparison is meaningful"
-            if premise_held[k]
-            else f"premise at K={k} NOT held, so this comparison says nothing about SeqTopK"
-        )
+        meaning = premise_meaning(k, premise_held[k])
         for mode, where in (
             ("offline", "offline (non-causal: the allocation sees later tokens)"),
             ("online", "online (causal, as decoding with the expert cache)"),

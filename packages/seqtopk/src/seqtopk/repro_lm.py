@@ -29,7 +29,13 @@ from pathlib import Path
 
 from kernelkit.repro import Report, new_figure
 from kernelkit.utils import torch_threads
-from seqtopk._repro_common import equal_budget_bounds, paired, per_seed, spread
+from seqtopk._repro_common import (
+    equal_budget_bounds,
+    paired,
+    per_seed,
+    premise_meaning,
+    spread,
+)
 from seqtopk.experiment import SmallMoEConfig
 from seqtopk.lm import (
     BYTE_OFFSET,
@@ -161,19 +167,24 @@ def run_byte_lm(report: Report, quick: bool = True, work_dir: str | Path | None 
         bpb.setdefault((name, k), []).append(value)
         report.add_metrics(experiment="byte LM", run=name, k=k, seed=seed, bits_per_byte=value)
 
-    def finetune(model, routing: str, k: int, seed: int, **bounds):
-        """Fine-tune ``model`` in place from where pretraining stopped (fresh windows)."""
-        config = LMTrainConfig(
+    def config(stage: str, routing: str, k: int, seed: int, **bounds) -> LMTrainConfig:
+        """The training of ``stage`` ("pretrain" or "finetune"): its steps and learning rate."""
+        lr = PRETRAIN_LR if stage == "pretrain" else FINETUNE_LR
+        return LMTrainConfig(
             routing=routing,
             k=k,
-            steps=size["finetune"],
+            steps=size[stage],
             batch_size=BATCH,
             seq_len=SEQ_LEN,
-            lr=FINETUNE_LR,
+            lr=lr,
             seed=seed,
             **bounds,
         )
-        return train_lm(corpus, config, model=model, first_step=size["pretrain"])[0]
+
+    def finetune(model, routing: str, k: int, seed: int, **bounds):
+        """Fine-tune ``model`` in place from where pretraining stopped (fresh windows)."""
+        tuned = config("finetune", routing, k, seed, **bounds)
+        return train_lm(corpus, tuned, model=model, first_step=size["pretrain"])[0]
 
     with torch_threads(1), tempfile.TemporaryDirectory() as scratch:
         work = Path(work_dir) if work_dir is not None else Path(scratch)
@@ -185,15 +196,7 @@ def run_byte_lm(report: Report, quick: bool = True, work_dir: str | Path | None 
         for seed in seeds:
             premise = {2 * k for k in levels} if size["premise"] else set()
             for k in sorted(set(levels) | premise):
-                pretrain = LMTrainConfig(
-                    routing="topk",
-                    k=k,
-                    steps=size["pretrain"],
-                    batch_size=BATCH,
-                    seq_len=SEQ_LEN,
-                    lr=PRETRAIN_LR,
-                    seed=seed,
-                )
+                pretrain = config("pretrain", "topk", k, seed)
                 model, _ = train_lm(corpus, pretrain, model_config=LM_MODEL)
                 record("TopK pretrained", k, seed, evaluate_lm(model, windows, routing="topk", k=k))
                 if k == ADOPTION_K:
@@ -282,11 +285,7 @@ def _claims(report: Report, bpb, levels) -> None:
     gains = {}
     for k in levels:
         low, high = seqtopk_bounds(k)
-        meaning = (
-            f"premise at K={k} held, so this comparison is meaningful"
-            if premise_held[k]
-            else f"premise at K={k} NOT held, so this comparison carries no evidence about SeqTopK"
-        )
+        meaning = premise_meaning(k, premise_held[k])
         gaps = paired(bpb[("SeqTopK online", k)], bpb[("TopK", k)])
         offline = paired(bpb[("SeqTopK offline", k)], bpb[("TopK", k)])
         gains[k] = [-gap for gap in gaps]
