@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -237,6 +238,16 @@ def test_online_fast_paths_equal_reference(impl, problem):
     assert torch.equal(state.used, fast.sum(dim=(1, 2)))
 
 
+@needs_numba
+@pytest.mark.parametrize("scan_budget", [0, 2**40])
+@settings(max_examples=40)
+@given(routing_problems())
+def test_numba_prompt_kernel_both_ways_equals_reference(scan_budget, problem):
+    probs, mask, k, low, high = problem
+    expected = online_select_reference(probs, k, mask, low, high).sum(-1)
+    assert torch.equal(_numba_prompt_counts(probs, mask, k, low, high, scan_budget), expected)
+
+
 @settings(max_examples=30)
 @given(routing_problems(), st.integers(0, 5), st.integers(0, 2**31 - 1))
 def test_online_changing_the_future_never_changes_the_past(problem, cut, seed):
@@ -364,12 +375,29 @@ def test_numba_kernels_equal_torch_paths_on_long_drifting_prompts(kind, k, low, 
     assert torch.equal(fast, slow)
     assert torch.equal(fast_state.used, slow_state.used)
     assert torch.equal(fast_state.counts, slow_state.counts)
+    # Both ways the prompt kernel finds thresholds give these counts, whichever these scores get.
+    for scan_budget in (0, 2**40):
+        counts = _numba_prompt_counts(probs, mask, k, low, high, scan_budget)
+        assert torch.equal(counts, slow_state.counts), scan_budget
     # Decoding continues from either state identically (the runs are built from the history).
     more = _trending(kind, 2, 5, 64, seed=99)
     step_mask = torch.ones(2, 5, dtype=torch.bool)
     fast_more, _ = online_select(more, k, step_mask, low, high, state=fast_state)
     slow_more, _ = online_select(more, k, step_mask, low, high, state=slow_state)
     assert torch.equal(fast_more, slow_more)
+
+
+def _numba_prompt_counts(probs, mask, k, low, high, scan_budget):
+    """The numba prompt kernel's counts with ``scan_budget`` keys compared per token (0: the heaps
+    for every sequence; a huge number: the buckets, however many comparisons they take)."""
+    from seqtopk import _numba_routing
+
+    array = probs.contiguous().numpy()
+    _, counts, _, used, _ = _numba_routing.prompt_route(
+        array, array.view(np.int32), mask.numpy(), k, low, high, scan_budget
+    )
+    assert used.tolist() == counts.sum(1).tolist()
+    return torch.from_numpy(counts)
 
 
 @needs_numba
@@ -385,8 +413,39 @@ def test_numba_prompt_floor_repair_stays_exact():
     floor = _numba_routing._sample_floor(probs[1].numpy(), mask[1].numpy(), 3)
     kept = (probs[1] >= floor).sum(-1).cumsum(0)
     assert bool((kept < torch.arange(1, 61) * 3).any())  # a short prefix: the repair runs
-    routed, _ = online_select(probs, 3, mask, 1, 5, impl="numba")
+    routed, state = online_select(probs, 3, mask, 1, 5, impl="numba")
     assert torch.equal(routed, online_select_reference(probs, 3, mask, 1, 5))
+    for scan_budget in (0, 2**40):
+        assert torch.equal(_numba_prompt_counts(probs, mask, 3, 1, 5, scan_budget), state.counts)
+
+
+@needs_numba
+def test_numba_prompt_buckets_give_up_on_ties_only():
+    from seqtopk import _numba_routing as kernels
+
+    def buckets_finish(probs: torch.Tensor) -> bool:
+        array = probs.numpy()
+        valid = np.ones(array.shape[0], dtype=np.bool_)
+        experts = np.empty((array.shape[0], 10), dtype=np.int64)
+        values = np.empty((array.shape[0], 10), dtype=np.float32)
+        kept, start, lowest = kernels._rank_and_keep(array, valid, 8, experts, values)
+        inside = np.empty(array.shape[0], dtype=np.int64)
+        return kernels._inside_by_buckets(
+            array.view(np.int32),
+            valid,
+            8,
+            kept,
+            start,
+            lowest,
+            experts,
+            inside,
+            kernels.SCAN_BUDGET,
+        )
+
+    gen = torch.Generator().manual_seed(0)
+    assert buckets_finish(torch.softmax(torch.randn(2048, 64, generator=gen), -1))
+    # An untrained router's equal scores put every key in one bucket: the heaps take over.
+    assert not buckets_finish(torch.full((2048, 64), 1 / 64))
 
 
 def test_path_resolution_and_its_errors(monkeypatch):
