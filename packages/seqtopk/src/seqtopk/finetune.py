@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 
 from kernelkit.io import atomic_write_text
-from kernelkit.utils import progress
+from kernelkit.utils import progress, progress_enabled
 from kernelkit.validation import check_int_in_range
 from seqtopk.patching import is_patched, patch, unpatch
 
@@ -185,6 +185,7 @@ def finetune(config: FinetuneConfig):
         seed=config.seed,
         report_to=[],
         logging_steps=max(1, config.max_steps // 20),
+        disable_tqdm=not progress_enabled(),
         remove_unused_columns=False,
         # Without use_cpu a CPU-only process never joins the process group torchrun prepared,
         # so N processes would run N independent trainings into one output_dir.
