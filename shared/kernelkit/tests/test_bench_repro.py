@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelkit.bench import compare, comparisons_to_markdown, time_callable
+from kernelkit.bench import compare, comparisons_to_markdown, time_callable, time_interleaved
 from kernelkit.repro import Claim, Report, new_figure, t_quantile_975
 
 
@@ -40,6 +40,33 @@ def test_bench_rejects_bad_counts():
         compare(lambda: None, lambda: None, name="x", warmup=-1)
     with pytest.raises(TypeError, match="callables"):
         compare(1, lambda: None, name="x")
+
+
+def test_time_interleaved_rotates_the_order_every_round():
+    calls = []
+    timings = time_interleaved(
+        {label: (lambda label=label: calls.append(label)) for label in "abc"},
+        warmup=1,
+        repeats=4,
+    )
+    # warm-up ABC, then ABC, BCA, CAB, ABC: each label first, second and last in turn
+    assert "".join(calls) == "abc" + "abcbcacababc"
+    assert list(timings) == ["a", "b", "c"]
+    assert all(len(t.times_s) == 4 and t.label == label for label, t in timings.items())
+    assert timings["a"].peak_memory_bytes is None
+
+
+def test_time_interleaved_rejects_bad_input():
+    with pytest.raises(ValueError, match="fns must be a non-empty mapping"):
+        time_interleaved({})
+    with pytest.raises(ValueError, match="fns must be a non-empty mapping"):
+        time_interleaved([lambda: None])
+    with pytest.raises(TypeError, match=r"fns\['slow'\] must be a callable"):
+        time_interleaved({"slow": 3})
+    with pytest.raises(TypeError, match="labels must be str, got 1"):
+        time_interleaved({1: lambda: None})
+    with pytest.raises(ValueError, match="repeats must be an int >= 1, got 0"):
+        time_interleaved({"a": lambda: None}, repeats=0)
 
 
 @pytest.mark.parametrize(

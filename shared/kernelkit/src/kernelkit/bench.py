@@ -14,13 +14,21 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["Comparison", "Timing", "compare", "comparisons_to_markdown", "run", "time_callable"]
+__all__ = [
+    "Comparison",
+    "Timing",
+    "compare",
+    "comparisons_to_markdown",
+    "run",
+    "time_callable",
+    "time_interleaved",
+]
 
 
 @dataclass(frozen=True)
@@ -169,25 +177,50 @@ def compare(
 
 def _compare(fn_a, fn_b, name, label_a, label_b, warmup, repeats, device, meta) -> Comparison:
     dev = _device_of(device)
+    timing_a, timing_b = _interleaved([(label_a, fn_a), (label_b, fn_b)], warmup, repeats, dev)
+    return Comparison(name=name, a=timing_a, b=timing_b, device=str(dev), meta=dict(meta or {}))
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    warmup: int = 2,
+    repeats: int = 10,
+    device: str | torch.device | None = None,
+) -> dict[str, Timing]:
+    """Time several callables interleaved in one process: :func:`compare` for more than two.
+
+    Each round runs every callable once, the order rotating from round to round (ABC, BCA, CAB,
+    ...) so that none always runs on a warmer or colder cache; with two callables that is
+    :func:`compare`'s AB, BA order. Returns one :class:`Timing` per label, in ``fns``' order.
+    """
+    if not isinstance(fns, Mapping) or not fns:
+        raise ValueError(f"fns must be a non-empty mapping of label to callable, got {fns!r}")
+    for label, fn in fns.items():
+        if not isinstance(label, str):
+            raise TypeError(f"fns' labels must be str, got {label!r}")
+        if not callable(fn):
+            raise TypeError(f"fns[{label!r}] must be a callable taking no arguments, got {fn!r}")
+    _check_counts(warmup, repeats)
+    timings = _interleaved(list(fns.items()), warmup, repeats, _device_of(device))
+    return {timing.label: timing for timing in timings}
+
+
+def _interleaved(
+    labelled: list[tuple[str, Callable[[], Any]]], warmup: int, repeats: int, dev: torch.device
+) -> list[Timing]:
     for _ in range(warmup):
-        fn_a()
-        fn_b()
-    times_a: list[float] = []
-    times_b: list[float] = []
+        for _, fn in labelled:
+            fn()
+    times: list[list[float]] = [[] for _ in labelled]
     for i in range(repeats):
-        if i % 2 == 0:
-            times_a.append(_timed(fn_a, dev))
-            times_b.append(_timed(fn_b, dev))
-        else:
-            times_b.append(_timed(fn_b, dev))
-            times_a.append(_timed(fn_a, dev))
-    return Comparison(
-        name=name,
-        a=Timing(label_a, tuple(times_a), _peak_memory(fn_a, dev)),
-        b=Timing(label_b, tuple(times_b), _peak_memory(fn_b, dev)),
-        device=str(dev),
-        meta=dict(meta or {}),
-    )
+        shift = i % len(labelled)
+        for j in [*range(shift, len(labelled)), *range(shift)]:
+            times[j].append(_timed(labelled[j][1], dev))
+    return [
+        Timing(label, tuple(t), _peak_memory(fn, dev))
+        for (label, fn), t in zip(labelled, times, strict=True)
+    ]
 
 
 def comparisons_to_markdown(comparisons: Sequence[Comparison]) -> str:
