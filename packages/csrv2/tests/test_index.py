@@ -452,20 +452,6 @@ def test_bench_subset_arguments_are_checked():
         bench.run(usages=("zipf",))
 
 
-def test_bench_interleaving_rotates_the_order():
-    from csrv2 import bench
-
-    calls = []
-    timings = bench._interleaved(
-        {name: (lambda name=name: calls.append(name)) for name in "abc"},
-        warmup=1,
-        repeats=3,
-        device=torch.device("cpu"),
-    )
-    assert calls == list("abc" + "abc" + "bca" + "cab")
-    assert [len(t.times_s) for t in timings.values()] == [3, 3, 3]
-
-
 @needs_numba
 def test_pruned_search_does_not_stop_on_a_tie_with_an_unmet_lower_id():
     """After the block of latent 1's list (Y, then X), the bound (U's value, at the head of latent

@@ -39,7 +39,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -48,7 +47,7 @@ import torch
 from csrv2.index import SparseIndex, numba_available
 from csrv2.metrics import latent_usage
 from csrv2.training import recipe, train
-from kernelkit.bench import Comparison, Timing
+from kernelkit.bench import Comparison, time_interleaved
 from kernelkit.topk import SparseCodes
 from kernelkit.utils import pick_device, torch_threads
 
@@ -266,29 +265,6 @@ def _seismic_ids(results, n_queries: int) -> list[list[int]]:
     return found
 
 
-def _interleaved(
-    fns: dict[str, Callable[[], object]], warmup: int, repeats: int, device: torch.device
-) -> dict[str, Timing]:
-    """Each callable timed ``repeats`` times, the order rotating every round (ABC, BCA, CAB, ...)
-    so that none always runs on a warmer or colder cache: :func:`kernelkit.bench.compare` for
-    more than two."""
-    labels = list(fns)
-    for _ in range(warmup):
-        for label in labels:
-            fns[label]()
-    times: dict[str, list[float]] = {label: [] for label in labels}
-    for i in range(repeats):
-        for label in labels[i % len(labels) :] + labels[: i % len(labels)]:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            fns[label]()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[label].append(time.perf_counter() - start)
-    return {label: Timing(label, tuple(t)) for label, t in times.items()}
-
-
 def run(
     quick: bool = True,
     device: str | torch.device | None = None,
@@ -448,7 +424,9 @@ def _run_config(
             if pruned is not None:
                 timed[pruned_label] = _online(pruned_one, batch)
             # Seconds per call at 4096-d: fewer repeats, its own spread is small.
-            timings = _interleaved(timed, 1, 3 if "4096" in label else repeats, dev)
+            timings = time_interleaved(
+                timed, warmup=1, repeats=3 if "4096" in label else repeats, device=dev
+            )
             queries_timed = ONLINE if batch == 1 else QUERIES
             postings = touched * queries_timed
             name = f"top-{TOP_K}, {n} codes, k={k}, {usage_name} usage, batch {batch}: {label}"
