@@ -420,6 +420,25 @@ def test_numba_prompt_floor_repair_stays_exact():
 
 
 @needs_numba
+@pytest.mark.parametrize("padding", [0.5, 0.9, 0.99])
+def test_numba_prompt_kernel_on_mostly_padded_sequences(padding):
+    from seqtopk import _numba_routing
+
+    # Most of the floor's sample falls on padding (-inf) beyond about 84% padding: the floor is
+    # then -inf and every score of a valid token is a key.
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(3, 400, 32, generator=gen) * 2, -1)
+    mask = torch.rand(3, 400, generator=gen) > padding
+    mask[2] = False
+    mask[2, 5] = True  # one valid token
+    floors = [_numba_routing._sample_floor(probs[b].numpy(), mask[b].numpy(), 4) for b in range(3)]
+    assert floors[2] == -np.inf
+    _, state = online_select(probs, 4, mask, 1, 6, impl="torch")
+    for scan_budget in (0, _numba_routing.SCAN_BUDGET, 2**40):
+        assert torch.equal(_numba_prompt_counts(probs, mask, 4, 1, 6, scan_budget), state.counts)
+
+
+@needs_numba
 def test_numba_prompt_buckets_give_up_on_ties_only():
     from seqtopk import _numba_routing as kernels
 
