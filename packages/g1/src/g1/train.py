@@ -15,6 +15,7 @@ import torch
 
 from g1.instance import generate_dataset
 from g1.rewards import reward_functions
+from kernelkit.utils import progress_enabled
 from kernelkit.validation import check_model_path
 
 __all__ = ["TrainConfig", "build_dataset", "train"]
@@ -127,6 +128,7 @@ def train(config: TrainConfig, *, processing_class=None, callbacks=None, extra_r
         num_train_epochs=config.num_train_epochs,
         loss_type=config.loss_type,
         logging_steps=config.logging_steps,
+        disable_tqdm=not progress_enabled(),
         save_steps=config.save_steps,
         seed=config.seed,
         use_vllm=use_vllm,
