@@ -18,8 +18,8 @@ Both give exactly what the torch paths give (the tests compare them on random an
   many (ties, or scores bunched tighter than the width) is redone by :func:`_inside_by_heaps`,
   whose cost does not depend on how the scores bunch: the keys in three tiers, every key of one
   above every key of the next (a min-heap above a short sorted band, the band, a max-heap
-  below), the threshold a position in the band. On softmax scores the buckets measured
-  1.08-1.13x offline selection, the heaps 1.28-1.37x (B=2, T=512 and 2048; B=8, T=1024).
+  below), the threshold a position in the band. On softmax scores the kernel measured
+  1.04-1.11x offline selection, the heaps alone 1.18-1.37x (B=2, T=512 and 2048; B=8, T=1024).
 
 Imported only when numba is installed; :mod:`seqtopk.selection` and :mod:`seqtopk.online` use
 the torch paths otherwise.
@@ -40,9 +40,9 @@ _BAND = 64
 _KEYS_PER_BUCKET = 4
 # Keys per token that `_inside_by_buckets` may compare (a score in the threshold's bucket is
 # compared with the bucket's keys so far), over the tokens seen plus `_SCAN_GRACE`, before the
-# sequence is redone by `_inside_by_heaps`. A compared key costs about 2 ns, and the heaps about
-# 150 ns per token more than the buckets, so either way the abandoned work stays below the cost
-# of the heaps.
+# sequence is redone by `_inside_by_heaps`. A compared key costs about 2 ns and the heaps about
+# 150 ns per token more than the buckets: within the budget the buckets are no slower, and a
+# sequence past it has wasted about what the heaps cost extra.
 SCAN_BUDGET = 64
 _SCAN_GRACE = 64
 
