@@ -393,10 +393,11 @@ def _numba_prompt_counts(probs, mask, k, low, high, scan_budget):
     from seqtopk import _numba_routing
 
     array = probs.contiguous().numpy()
-    _, counts, _, used, _ = _numba_routing.prompt_route(
+    _, counts, _, used, seen = _numba_routing.prompt_route(
         array, array.view(np.int32), mask.numpy(), k, low, high, scan_budget
     )
     assert used.tolist() == counts.sum(1).tolist()
+    assert seen.tolist() == mask.sum(1).tolist()
     return torch.from_numpy(counts)
 
 
